@@ -1,0 +1,35 @@
+# The two commands: `make run` and `make test`. Everything else is a convenience.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell $(PY) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+
+.PHONY: venv run test lint bench clean
+
+$(STAMP):
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the DIP on http://127.0.0.1:8080 with SQLite under ./.dip and demo participants.
+run: $(STAMP)
+	$(BIN)/dip serve --host 127.0.0.1 --port 8080 --data-dir .dip --demo
+
+## The whole test suite, PostgreSQL included (DIP_TEST_DATABASE_URL, default postgres@127.0.0.1:5432/test).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+## Ingest benchmark (SQLite and PostgreSQL); prints messages/second.
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .dip .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,192 @@
+"""The operator's API (this project's own; API contract section 2). Admin API key, no signature."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dip import ids
+from dip.api.common import JSON, BodyTooLarge, read_body, service
+from dip.catalogue import ChannelDefinition
+from dip.directory import Participant
+from dip.exceptions import CatalogueError, SignatureError
+from dip.service import DipService
+
+_ROLE = re.compile(ids.ROLE_PATTERN)
+
+
+def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> DipService:
+    dip = service(request)
+    if not x_api_key or not dip.directory.is_admin_key(x_api_key):
+        raise HTTPException(401, "an admin X-API-Key is required")
+    return dip
+
+
+Admin = Annotated[DipService, Depends(require_admin)]
+router = APIRouter(prefix="/admin", tags=["Operator administration"])
+
+
+class ParticipantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    roles: list[Annotated[str, Field(pattern=ids.ROLE_PATTERN)]] = Field(min_length=1)
+
+
+class ParticipantOut(BaseModel):
+    participantId: str
+    name: str
+    roles: list[str]
+    active: bool
+
+
+class ApiKeyOut(BaseModel):
+    apiKey: str
+
+
+class CertificateIn(BaseModel):
+    certificatePem: str = Field(min_length=1, max_length=20_000)
+
+
+class CertificateOut(BaseModel):
+    participantId: str
+    fingerprint: str
+
+
+class RolesIn(BaseModel):
+    roles: list[Annotated[str, Field(pattern=ids.ROLE_PATTERN)]]
+
+
+class ConnectionProviderOut(BaseModel):
+    participantId: str
+    dcpId: str
+    roles: list[str]
+
+
+def _participant_id(value: str) -> str:
+    if not ids.is_participant_id(value):
+        raise HTTPException(400, f"'{value}' is not a 10-character DIP participant ID")
+    return value
+
+
+def _out(p: Participant) -> ParticipantOut:
+    return ParticipantOut(participantId=p.id, name=p.name, roles=sorted(p.roles), active=p.active)
+
+
+def _active(dip: DipService, participant_id: str) -> Participant:
+    p = dip.directory.active(participant_id)
+    if p is None:
+        raise HTTPException(404, f"no on-boarded participant '{participant_id}'")
+    return p
+
+
+@router.put("/participants/{participant_id}", response_model=ParticipantOut,
+            responses={201: {"model": ParticipantOut}})
+async def put_participant(participant_id: str, body: ParticipantIn, dip: Admin, response: Response) -> ParticipantOut:
+    _participant_id(participant_id)
+    created = await dip.put_participant(participant_id, body.name, body.roles)
+    response.status_code = 201 if created else 200
+    return _out(dip.directory.participants[participant_id])
+
+
+@router.get("/participants/{participant_id}", response_model=ParticipantOut)
+async def get_participant(participant_id: str, dip: Admin) -> ParticipantOut:
+    p = dip.directory.participants.get(participant_id)
+    if p is None:
+        raise HTTPException(404, f"no participant '{participant_id}'")
+    return _out(p)
+
+
+@router.delete("/participants/{participant_id}", status_code=204, response_class=Response)
+async def offboard_participant(participant_id: str, dip: Admin) -> Response:
+    _active(dip, participant_id)
+    await dip.offboard(participant_id)
+    return Response(status_code=204)
+
+
+@router.post("/participants/{participant_id}/api-keys", status_code=201, response_model=ApiKeyOut)
+async def create_api_key(participant_id: str, dip: Admin) -> ApiKeyOut:
+    _active(dip, participant_id)
+    return ApiKeyOut(apiKey=await dip.new_api_key(participant_id))
+
+
+@router.post("/participants/{participant_id}/certificates", status_code=201, response_model=CertificateOut)
+async def register_certificate(participant_id: str, body: CertificateIn, dip: Admin,
+                               response: Response) -> CertificateOut:
+    _active(dip, participant_id)
+    try:
+        created, fingerprint = await dip.register_certificate(participant_id, body.certificatePem)
+    except SignatureError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    response.status_code = 201 if created else 200
+    return CertificateOut(participantId=participant_id, fingerprint=fingerprint)
+
+
+@router.put("/participants/{participant_id}/connection-providers/{dcp_id}", response_model=ConnectionProviderOut)
+async def put_connection_provider(participant_id: str, dcp_id: str, body: RolesIn, dip: Admin) -> ConnectionProviderOut:
+    participant = _active(dip, participant_id)
+    dcp = _active(dip, dcp_id)
+    if "DCP" not in dcp.roles:
+        raise HTTPException(400, f"'{dcp_id}' does not hold the DCP (DIP Connection Provider) role")
+    missing = set(body.roles) - participant.roles
+    if missing:
+        raise HTTPException(400, f"'{participant_id}' does not hold role(s) {', '.join(sorted(missing))}")
+    await dip.put_connection_provider(participant_id, dcp_id, body.roles)
+    return ConnectionProviderOut(participantId=participant_id, dcpId=dcp_id, roles=sorted(set(body.roles)))
+
+
+_CHANNEL_DOCS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "Channel definition "
+                                                    "(API contract section 2; see docs/catalogue.md)"}}},
+    }
+}
+
+
+@router.put("/channels/{interface_id}", openapi_extra=_CHANNEL_DOCS, response_class=Response)
+async def put_channel(interface_id: str, request: Request, dip: Admin) -> Response:
+    try:
+        body = await read_body(request, 64 * 1024 * 1024)
+    except BodyTooLarge as exc:
+        raise HTTPException(413, "a channel definition may be at most 64 MB") from exc
+    try:
+        created, channel = await dip.put_channel(interface_id.upper(), body)
+    except CatalogueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return Response(channel.to_json(), status_code=201 if created else 200, media_type=JSON)
+
+
+@router.get("/channels", response_class=Response)
+async def list_channels(dip: Admin) -> Response:
+    channels = sorted(dip.catalogue.channels.values(), key=lambda c: c.interface_id)
+    summary = [
+        {"interfaceID": c.interface_id, "publicationID": c.publication_id, "title": c.definition.title,
+         "officialSchemas": bool(c.definition.payloadSchemas)}
+        for c in channels
+    ]
+    return Response(orjson.dumps(summary), media_type=JSON)
+
+
+@router.get("/channels/{interface_id}", response_class=Response)
+async def get_channel(interface_id: str, dip: Admin) -> Response:
+    channel = dip.catalogue.get(interface_id)
+    if channel is None:
+        raise HTTPException(404, f"no channel {interface_id}")
+    return Response(channel.to_json(), media_type=JSON)
+
+
+@router.delete("/channels/{interface_id}", status_code=204, response_class=Response)
+async def delete_channel(interface_id: str, dip: Admin) -> Response:
+    if not await dip.delete_channel(interface_id.upper()):
+        raise HTTPException(404, f"no channel {interface_id}")
+    return Response(status_code=204)
+
+
+__all__ = ["ChannelDefinition", "router"]

@@ -1,0 +1,68 @@
+"""The ASGI application: routes, the service's life cycle, and error bodies that are never 500s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dip import __version__
+from dip.api import admin, participant
+from dip.api.paths import CaseInsensitivePaths
+from dip.config import Settings
+from dip.service import DipService
+
+log = logging.getLogger("dip.api")
+
+DESCRIPTION = """
+The Data Integration Platform for GB Market-wide Half-Hourly Settlement.
+
+Participant routes follow the DIP API v2.1.0 (*DIP - Send Messages & Receive Publications*):
+sign every request with the `X-DIP-*` headers and send your `X-API-Key`.
+Operator routes live under `/admin` and take the admin API key.
+"""
+
+
+def create_app(
+    settings: Settings,
+    dip: DipService | None = None,
+    on_started: Callable[[DipService], Awaitable[None]] | None = None,
+) -> FastAPI:
+    service = dip or DipService(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        app.state.dip = service
+        if on_started is not None:
+            await on_started(service)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="DIP - Send Messages & Receive Publications",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(participant.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["Operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "environment": settings.environment}
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'/'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return JSONResponse({"detail": problems}, status_code=400)
+
+    app.add_middleware(CaseInsensitivePaths)
+    return app

@@ -1,0 +1,102 @@
+"""Helpers shared by the route modules: reading bodies within limits, error bodies, callers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dip import ids
+from dip.codes import Code
+from dip.exceptions import SignatureError
+from dip.ingest import Caller
+from dip.responses import item, standard_response
+from dip.service import DipService
+from dip.signing import API_KEY, verify_request
+
+JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def service(request: Request) -> DipService:
+    dip: DipService = request.app.state.dip
+    return dip
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (BodyTooLarge) past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def error_response(dip: DipService, status: int, code: Code, help_text: str, recipient_id: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    stamp = ids.timestamp(datetime.now(UTC))
+    body = standard_response(
+        [item(code=code, sent_timestamp=stamp, sender_id=dip.settings.dip_id, recipient_id=recipient_id,
+              help_text=help_text)],
+        stamp,
+    )
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def signed_url(dip: DipService, request: Request) -> str:
+    """The URL the caller signed: as we received it, or under the configured public base URL."""
+    if dip.settings.public_base_url:
+        url = dip.settings.public_base_url.rstrip("/") + request.url.path
+        return url + ("?" + request.url.query if request.url.query else "")
+    return str(request.url)
+
+
+def authenticate(dip: DipService, request: Request, body: bytes, require_signature: bool = True,
+                 ) -> Caller | Response:
+    """API key, then signature headers, then whose certificate it is (401 on any failure)."""
+    key = request.headers.get(API_KEY)
+    if not key:
+        return error_response(dip, 401, Code.PROCESSING_FAILED, f"401 Unauthorised: missing {API_KEY} header")
+    directory = dip.directory
+    principal = directory.participant_for_key(key)
+    if principal is None:
+        return error_response(dip, 401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
+    if not require_signature:
+        return Caller(principal, principal)
+    now = datetime.now(UTC)
+    try:
+        signer = verify_request(request.headers, request.method, signed_url(dip, request), body, now,
+                                max_skew=timedelta(seconds=dip.settings.signature_max_skew_seconds))
+    except SignatureError as exc:
+        return error_response(dip, 401, Code.PROCESSING_FAILED, f"401 Unauthorised: {exc}", principal.id)
+    owner = directory.certificate_owner(signer.fingerprint)
+    if owner is None:
+        return error_response(
+            dip, 401, Code.PROCESSING_FAILED,
+            f"401 Unauthorised: the signing certificate (SHA-256 {signer.fingerprint[:16]}...) is not "
+            "registered with the DIP",
+            principal.id,
+        )
+    if owner.id != principal.id and not directory.provider_roles(principal.id, owner.id):
+        return error_response(
+            dip, 401, Code.PROCESSING_FAILED,
+            f"401 Unauthorised: the signing certificate belongs to '{owner.id}', which is neither the API "
+            f"key's participant '{principal.id}' nor one of its connection providers",
+            principal.id,
+        )
+    return Caller(principal, owner)
+
+
+def is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return content_type == JSON or (content_type.startswith("application/") and content_type.endswith("+json"))

@@ -1,0 +1,104 @@
+"""OpenAPI fragments for routes that read raw bodies (kept off pydantic for speed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dip.schemas import A0, D0, M0, R0, S1
+
+STANDARD_RESPONSE_ITEM: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "transactionID", "senderUniqueReference", "correlationID", "sentTimestamp", "senderID",
+        "recipientID", "DIPConnectionProviderID", "message", "help", "serviceTicketURL",
+    ],
+    "properties": {
+        "transactionID": {"type": "string", "nullable": True, "maxLength": 65},
+        "senderUniqueReference": {"type": "string", "nullable": True, "maxLength": 200},
+        "correlationID": {"type": "string", "nullable": True, "maxLength": 60},
+        "sentTimestamp": {"type": "string", "minLength": 25, "maxLength": 25},
+        "senderID": {"type": "string", "minLength": 10, "maxLength": 10},
+        "recipientID": {"type": "string", "nullable": True, "minLength": 10, "maxLength": 10},
+        "DIPConnectionProviderID": {"type": "string", "nullable": True, "minLength": 10, "maxLength": 10},
+        "message": {"type": "string", "nullable": True, "maxLength": 200, "example": "MSG0000 - Success"},
+        "help": {"type": "string", "nullable": True, "maxLength": 500},
+        "serviceTicketURL": {"type": "string", "nullable": True, "maxLength": 250},
+    },
+}
+
+STANDARD_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "messageArray": {"type": "array", "items": STANDARD_RESPONSE_ITEM},
+        "timestamp": {"type": "string", "minLength": 25, "maxLength": 25},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+MESSAGE_ARRAY: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 50000,
+    "items": {
+        "type": "object",
+        "required": ["payload"],
+        "properties": {
+            "payload": {
+                "type": "object",
+                "required": ["CommonBlock", "CustomBlock"],
+                "properties": {
+                    "CommonBlock": {
+                        "type": "object",
+                        "required": ["S0", "S1"],
+                        "properties": {
+                            "S0": {
+                                "type": "object",
+                                "required": ["interfaceID", "schemaVersion", "eventCode"],
+                                "properties": {
+                                    "interfaceID": {"type": "string", "example": "IF-021"},
+                                    "schemaVersion": {"type": "string", "example": "011"},
+                                    "eventCode": {"type": "string", "example": "[ActivePower]"},
+                                },
+                            },
+                            "S1": S1, "A0": A0, "M0": M0, "R0": R0, "D0": D0,
+                        },
+                    },
+                    "CustomBlock": {"type": "object"},
+                },
+            }
+        },
+    },
+}
+
+SIGNATURE_PARAMETERS: list[dict[str, Any]] = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+    for name in ("X-DIP-Signature", "X-DIP-Signature-Date", "X-DIP-Content-Hash", "X-DIP-Signature-Certificate")
+]
+
+SEND_DOCS: dict[str, Any] = {
+    "parameters": SIGNATURE_PARAMETERS,
+    "requestBody": {"required": True, "content": {"application/json": {"schema": MESSAGE_ARRAY}}},
+    "responses": {
+        "201": _json(STANDARD_RESPONSE, "All messages accepted (MSG0000), each with its transactionID"),
+        "207": _json(STANDARD_RESPONSE, "Some messages accepted; the others carry an MSG10xx code"),
+        "400": _json(STANDARD_RESPONSE, "Batch rejected whole: not an array of payloads, schema failure "
+                     "(MSG1001) or wrong interface (MSG1002)"),
+        "401": _json(STANDARD_RESPONSE, "API key or signature missing or invalid"),
+        "403": _json(STANDARD_RESPONSE, "The caller may not send on this channel"),
+        "404": _json(STANDARD_RESPONSE, "Unknown channel (MSG1002)"),
+        "413": _json(STANDARD_RESPONSE, "Too many messages or too many bytes in one call"),
+        "429": _json(STANDARD_RESPONSE, "Rate limit; see Retry-After"),
+    },
+}
+
+VALIDATE_DOCS: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": MESSAGE_ARRAY}}},
+    "responses": {
+        "201": _json({"type": "string"}, "Message OK"),
+        "400": _json({"type": "string"}, "Bad Request: what is wrong with which message"),
+    },
+}

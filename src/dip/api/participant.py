@@ -1,0 +1,116 @@
+"""The participant API (DIP API v2.1.0): sending messages and validating them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dip.api.common import JSON, BodyTooLarge, authenticate, error_response, is_json, read_body, service
+from dip.api.openapi_docs import SEND_DOCS, VALIDATE_DOCS
+from dip.codes import Code
+from dip.ingest import Caller, may_send_on
+from dip.validation import split_batch
+
+router = APIRouter()
+
+
+@router.post(
+    "/dip-channel/{interface_id}",
+    tags=["DIP Message Channel"],
+    summary="Submit a series of interface messages",
+    operation_id="sendMessage",
+    openapi_extra=SEND_DOCS,
+    response_class=Response,
+)
+async def send_messages(interface_id: str, request: Request) -> Response:
+    dip = service(request)
+    settings = dip.settings
+    now = datetime.now(UTC)
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge:
+        return error_response(
+            dip, 413, Code.PROCESSING_FAILED,
+            f"413 Payload Too Large: at most {settings.max_body_bytes} bytes per call; send smaller batches",
+        )
+    caller = authenticate(dip, request, body)
+    if not isinstance(caller, Caller):
+        return caller
+    recipient = caller.principal.id
+    channel = dip.catalogue.get(interface_id)
+    if channel is None:
+        return error_response(dip, 404, Code.INTERFACE_INVALID,
+                              f"404 Not Found: there is no channel {interface_id}", recipient)
+    if not may_send_on(channel, caller, dip.directory):
+        return error_response(
+            dip, 403, Code.SENDER_ROLE_INVALID,
+            f"403 Forbidden: '{caller.physical.id}' holds no role that may send on {channel.interface_id} "
+            f"({', '.join(sorted(channel.sender_roles))}) and acts for no participant that does",
+            recipient,
+        )
+    if not is_json(request):
+        return error_response(dip, 400, Code.SCHEMA_FAILURE,
+                              "Content-Type must be application/json", recipient)
+    raws = split_batch(body)
+    if isinstance(raws, str):
+        return error_response(dip, 400, Code.SCHEMA_FAILURE, raws, recipient)
+    if not raws:
+        return error_response(dip, 400, Code.SCHEMA_FAILURE, "the array must hold at least one message", recipient)
+    if len(raws) > settings.max_messages_per_call:
+        return error_response(
+            dip, 413, Code.PROCESSING_FAILED,
+            f"413 Payload Too Large: {len(raws)} messages in one call; the limit is "
+            f"{settings.max_messages_per_call}. Split the batch.",
+            recipient,
+        )
+    wait = dip.limiter.take(caller.principal.id, len(raws))
+    if wait:
+        return error_response(
+            dip, 429, Code.PROCESSING_FAILED,
+            f"429 Too Many Requests: over {settings.rate_limit_messages_per_second:g} messages/s; "
+            f"retry after {wait:.0f} s",
+            recipient, headers={"Retry-After": f"{wait:.0f}"},
+        )
+    status, response = await dip.ingest(channel, caller, raws, now)
+    return Response(response, status_code=status, media_type=JSON)
+
+
+@router.post(
+    "/validate/{interface_id}/{event}",
+    tags=["DIP Message Validation Endpoints"],
+    summary="Validate messages without sending them",
+    openapi_extra=VALIDATE_DOCS,
+    response_class=Response,
+)
+async def validate_messages(interface_id: str, event: str, request: Request) -> Response:
+    dip = service(request)
+    try:
+        body = await read_body(request, dip.settings.max_body_bytes)
+    except BodyTooLarge:
+        return Response(orjson.dumps("413 Payload Too Large"), status_code=413, media_type=JSON)
+    caller = authenticate(dip, request, body, require_signature=False)
+    if not isinstance(caller, Caller):
+        return caller
+    channel = dip.catalogue.get(interface_id)
+    if channel is None:
+        return Response(orjson.dumps(f"{Code.INTERFACE_INVALID.value} - there is no channel {interface_id}"),
+                        status_code=404, media_type=JSON)
+    wanted = {code.strip("[]").lower(): code for code in channel.event_codes}
+    event_code = wanted.get(event.strip("[]").lower())
+    if event_code is None:
+        return Response(
+            orjson.dumps(f"{Code.SCHEMA_FAILURE.value} - {event} is not an event code of {channel.interface_id}"),
+            status_code=404, media_type=JSON,
+        )
+    raws = split_batch(body)
+    if isinstance(raws, str) or not raws or len(raws) > dip.settings.max_messages_per_call:
+        problem = raws if isinstance(raws, str) else "the array must hold 1 to 50,000 messages"
+        return Response(orjson.dumps(f"{Code.SCHEMA_FAILURE.value} - {problem}"), status_code=400, media_type=JSON)
+    ok, text = await dip.validate(channel, event_code, caller, raws, datetime.now(UTC))
+    if ok:
+        return Response(orjson.dumps(f"{Code.SUCCESS.value} - {text}"), status_code=201, media_type=JSON)
+    return Response(orjson.dumps(text), status_code=400, media_type=JSON)

@@ -1,0 +1,176 @@
+"""Channel definitions: parse, check and hold them; changed live through the admin API.
+
+A channel is data (API contract section 2). The definition format is the contract's, plus two
+optional keys this DIP adds:
+
+- ``interfaceID``: may be given in the body; must then equal the path's ID;
+- ``payloadSchemas``: ``{eventCode: JSON Schema of the whole payload}``, written by
+  ``dip catalogue import-openapi`` so Level 1 checks are exactly the official API's. When
+  absent, the DIP checks the common blocks with its own schema (dip.schemas) and the custom
+  block with ``customBlockSchema``.
+
+The catalogue in memory is an immutable snapshot; a change builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jsonschema_rs
+import msgspec
+
+from dip import ids
+from dip.exceptions import CatalogueError
+
+_POINTER = re.compile(r"^(/([^/~]|~[01])*)*$")
+_EVENT_CODE = re.compile(r"^\[[A-Za-z0-9-]{1,48}\]$")
+
+
+class AlwaysRouting(msgspec.Struct, forbid_unknown_fields=True):
+    roles: list[str] = []
+    participants: list[str] = []
+
+
+class Routing(msgspec.Struct, forbid_unknown_fields=True):
+    primary: list[str] = []
+    secondary: list[str] = []
+    secondaryDate: str | None = None
+    always: AlwaysRouting = msgspec.field(default_factory=AlwaysRouting)
+
+
+class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
+    publicationID: str
+    title: str
+    senderRoles: list[str]
+    eventCodes: list[str]
+    schemaVersions: list[str]
+    routing: Routing = msgspec.field(default_factory=Routing)
+    correlation: Literal["create", "copy", "none"] = "none"
+    obfuscation: dict[str, list[str]] = {}
+    customBlockSchema: dict[str, Any] | None = None
+    retentionDays: int = 730
+    interfaceID: str | None = None
+    payloadSchemas: dict[str, dict[str, Any]] | None = None
+
+
+_decoder = msgspec.json.Decoder(ChannelDefinition)
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A checked channel definition with the lookups the hot path needs precomputed."""
+
+    interface_id: str
+    definition: ChannelDefinition
+    digest: str  # identifies this exact definition (compiled validator caches key on it)
+    sender_roles: frozenset[str] = field(default_factory=frozenset)
+    event_codes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def publication_id(self) -> str:
+        return self.definition.publicationID
+
+    @property
+    def correlation(self) -> str:
+        return self.definition.correlation
+
+    def to_json(self) -> bytes:
+        return encode_definition(self.interface_id, self.definition)
+
+    def receiving_roles(self) -> frozenset[str]:
+        r = self.definition.routing
+        return frozenset(r.primary) | frozenset(r.secondary) | frozenset(r.always.roles)
+
+
+def encode_definition(interface_id: str, definition: ChannelDefinition) -> bytes:
+    return _encoder.encode(msgspec.structs.replace(definition, interfaceID=interface_id))
+
+
+def _check_roles(where: str, roles: list[str]) -> None:
+    for role in roles:
+        if not ids.is_role(role):
+            raise CatalogueError(f"{where}: '{role}' is not a role ID (3 to 5 upper-case letters)")
+
+
+def _check_schema(where: str, schema: dict[str, Any]) -> None:
+    try:
+        jsonschema_rs.validator_for(schema)
+    except Exception as exc:  # jsonschema_rs raises ValueError/ReferencingError subclasses
+        raise CatalogueError(f"{where} is not a usable JSON Schema: {exc}") from exc
+
+
+def parse_definition(interface_id: str, body: bytes) -> Channel:
+    """Decode and check a channel definition; raise CatalogueError saying what is wrong."""
+    if not ids.is_interface_id(interface_id):
+        raise CatalogueError(f"'{interface_id}' is not an interface ID (IF-nnn or REP-nnn[A])")
+    try:
+        definition = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise CatalogueError(f"channel definition: {exc}") from exc
+    return build_channel(interface_id, definition)
+
+
+def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
+    d = definition
+    if d.interfaceID is not None and d.interfaceID != interface_id:
+        raise CatalogueError(f"interfaceID '{d.interfaceID}' does not match the path's '{interface_id}'")
+    if not re.match(r"^(PUB|REP)-\d{3}[A-Z]?$", d.publicationID):
+        raise CatalogueError(f"publicationID '{d.publicationID}' is not PUB-nnn or REP-nnn")
+    if not d.senderRoles:
+        raise CatalogueError("senderRoles must name at least one role")
+    _check_roles("senderRoles", d.senderRoles)
+    _check_roles("routing.primary", d.routing.primary)
+    _check_roles("routing.secondary", d.routing.secondary)
+    _check_roles("routing.always.roles", d.routing.always.roles)
+    for pid in d.routing.always.participants:
+        if not ids.is_participant_id(pid):
+            raise CatalogueError(f"routing.always.participants: '{pid}' is not a 10-character DIP ID")
+    if not d.eventCodes:
+        raise CatalogueError("eventCodes must list at least one event code, e.g. '[MeterInstall]'")
+    for code in d.eventCodes:
+        if not _EVENT_CODE.match(code):
+            raise CatalogueError(f"eventCodes: '{code}' is not of the form '[Name]'")
+    if not d.schemaVersions or any(not v or len(v) > 10 for v in d.schemaVersions):
+        raise CatalogueError("schemaVersions must list one or more versions of 1 to 10 characters")
+    if d.routing.secondaryDate is not None and not _POINTER.match(d.routing.secondaryDate):
+        raise CatalogueError(f"routing.secondaryDate '{d.routing.secondaryDate}' is not a JSON pointer")
+    for role, pointers in d.obfuscation.items():
+        _check_roles("obfuscation", [role])
+        for pointer in pointers:
+            if not pointer or not _POINTER.match(pointer):
+                raise CatalogueError(f"obfuscation.{role}: '{pointer}' is not a JSON pointer")
+    if d.retentionDays < 1:
+        raise CatalogueError("retentionDays must be at least 1")
+    if d.customBlockSchema is not None:
+        _check_schema("customBlockSchema", d.customBlockSchema)
+    if d.payloadSchemas is not None:
+        for code, schema in d.payloadSchemas.items():
+            if code != "*" and code not in d.eventCodes:
+                raise CatalogueError(f"payloadSchemas has '{code}', which is not in eventCodes")
+            _check_schema(f"payloadSchemas[{code}]", schema)
+    encoded = encode_definition(interface_id, d)
+    return Channel(
+        interface_id=interface_id,
+        definition=msgspec.structs.replace(d, interfaceID=interface_id),
+        digest=hashlib.sha256(encoded).hexdigest()[:16],
+        sender_roles=frozenset(d.senderRoles),
+        event_codes=frozenset(d.eventCodes),
+    )
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """All channels, by interface ID."""
+
+    channels: dict[str, Channel]
+
+    def get(self, interface_id: str) -> Channel | None:
+        return self.channels.get(interface_id.upper())
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[str, bytes]]) -> Catalogue:
+        return cls({iid: parse_definition(iid, body) for iid, body in rows})

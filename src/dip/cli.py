@@ -1,0 +1,197 @@
+"""``dip``: serve the DIP, send messages, manage the catalogue. Parses arguments; builds objects; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dip.config import Settings
+from dip.exceptions import DipError
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the DIP (API and workers) in this process")
+    p.add_argument("--host", default=os.environ.get("DIP_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("DIP_PORT", "8080")))
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIP_DATA_DIR", ".dip")))
+    p.add_argument("--database-url", default=os.environ.get("DIP_DATABASE_URL"),
+                   help="postgresql://user@host/db (default: SQLite under --data-dir)")
+    p.add_argument("--environment", default=os.environ.get("DIP_ENVIRONMENT", "DEV"),
+                   help="this instance's environment tag: PRD SITB SIT UIT DEV")
+    p.add_argument("--dip-id", default=os.environ.get("DIP_ID", "0000000000"),
+                   help="the DIP's own 10-character participant ID")
+    p.add_argument("--public-base-url", default=os.environ.get("DIP_PUBLIC_BASE_URL"),
+                   help="base URL participants sign against when the DIP sits behind a proxy")
+    p.add_argument("--service-ticket-url", default=os.environ.get("DIP_SERVICE_TICKET_URL",
+                   Settings.service_ticket_url), help="URL template with {transactionID}")
+    p.add_argument("--max-messages-per-call", type=int, default=50_000)
+    p.add_argument("--max-body-bytes", type=int, default=Settings.max_body_bytes)
+    p.add_argument("--rate-limit-messages-per-second", type=float,
+                   default=float(os.environ.get("DIP_RATE_LIMIT_MESSAGES_PER_SECOND", "0")))
+    p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
+    p.add_argument("--validation-workers", type=int, default=None,
+                   help="processes for schema checks of large batches (default: one per CPU; 0 = in-process)")
+    p.add_argument("--retry-initial-seconds", type=float, default=None)
+    p.add_argument("--retry-max-seconds", type=float, default=None)
+    p.add_argument("--dead-letter-after-seconds", type=float, default=None)
+    p.add_argument("--webhook-timeout-seconds", type=float, default=None)
+    p.add_argument("--demo", action="store_true",
+                   help="on-board demo participants and write their credentials to DATA_DIR/demo/")
+    p.add_argument("--no-default-catalogue", action="store_true",
+                   help="start with no channels instead of the shipped v2.1.0 catalogue")
+    p.add_argument("--log-level", default=os.environ.get("DIP_LOG_LEVEL", "info"))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    timing = {
+        name: getattr(args, name)
+        for name in ("retry_initial_seconds", "retry_max_seconds", "dead_letter_after_seconds",
+                     "webhook_timeout_seconds")
+        if getattr(args, name) is not None
+    }
+    return Settings(
+        host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
+        environment=args.environment, dip_id=args.dip_id,
+        admin_api_key=os.environ.get("DIP_ADMIN_API_KEY") or None,
+        public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
+        max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
+        rate_limit_messages_per_second=args.rate_limit_messages_per_second,
+        rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
+        demo=args.demo, load_default_catalogue=not args.no_default_catalogue, **timing,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dip.api import create_app
+    from dip.service import DipService
+
+    settings = settings_from(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    base_url = f"http://{settings.host}:{settings.port}"
+
+    async def on_started(dip: DipService) -> None:
+        if settings.demo:
+            from dip.demo import seed
+
+            profiles = await seed(dip, base_url)
+            print(f"Demo participants (credentials in {profiles[0].parent}):", flush=True)
+            for profile in profiles:
+                data = json.loads(profile.read_text())
+                print(f"  {data['role']:5} {data['participantId']}  {data['name']:32} {profile}", flush=True)
+            print(
+                "Send a first message:\n"
+                f"  .venv/bin/dip send --profile {profiles[3]} --channel IF-021 --generate 3\n"
+                f"Swagger UI: {base_url}/docs",
+                flush=True,
+            )
+
+    app = create_app(settings, on_started=on_started)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(f"DIP ready on {base_url}", flush=True)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
+                            loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+                            access_log=False, timeout_graceful_shutdown=10)
+    Server(config).run()
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    import orjson
+
+    from dip.client import DipClient, Identity
+    from dip.samples import sample_payloads
+
+    identity = Identity.load(args.profile)
+    url = args.url or identity.url
+    with DipClient(url, identity) as client:
+        if args.generate:
+            payloads = sample_payloads(client, args.channel, args.generate, on_behalf_of=_pair(args.on_behalf_of))
+            body = orjson.dumps([{"payload": p} for p in payloads])
+        elif args.file:
+            body = Path(args.file).read_bytes()
+        else:
+            print("give a FILE holding a JSON array of messages, or --generate N", file=sys.stderr)
+            return 2
+        response = client.send_raw(args.channel, body)
+    print(f"HTTP {response.status_code}")
+    try:
+        print(json.dumps(response.json(), indent=2))
+    except ValueError:
+        print(response.text)
+    return 0 if response.status_code in (201, 207) else 1
+
+
+def _pair(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    participant, _, role = value.partition(":")
+    return participant, role
+
+
+def import_openapi(args: argparse.Namespace) -> int:
+    from dip.catalogue_import import import_into_dip
+
+    admin_key = args.admin_key or os.environ.get("DIP_ADMIN_API_KEY")
+    if not admin_key:
+        key_file = args.data_dir / "admin-api-key"
+        if key_file.exists():
+            admin_key = key_file.read_text().strip()
+    if not admin_key:
+        print("an admin key is needed: --admin-key, DIP_ADMIN_API_KEY or DATA_DIR/admin-api-key", file=sys.stderr)
+        return 2
+    summary = import_into_dip(Path(args.directory), args.url, admin_key, only=args.interface)
+    for line in summary:
+        print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dip", description="Data Integration Platform for GB MHHS")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+
+    s = sub.add_parser("send", help="sign and send a batch of messages to a channel")
+    s.add_argument("--profile", type=Path, required=True, help="participant profile JSON (e.g. .dip/demo/SDS.json)")
+    s.add_argument("--channel", required=True, help="interface ID, e.g. IF-021")
+    s.add_argument("--url", help="DIP base URL (default: the profile's)")
+    s.add_argument("--generate", type=int, default=0, help="send N generated sample messages")
+    s.add_argument("--on-behalf-of", help="PARTICIPANT:ROLE to send as a connection provider")
+    s.add_argument("file", nargs="?", help="JSON file holding a DIPMessageArray")
+
+    c = sub.add_parser("catalogue", help="manage the channel catalogue")
+    csub = c.add_subparsers(dest="catalogue_command", required=True)
+    imp = csub.add_parser("import-openapi", help="import the official DIP API interface schemas (L1 checks)")
+    imp.add_argument("directory", help="folder of the official OpenAPI source (…/elexon-dip-api-v2.1.0)")
+    imp.add_argument("--url", default="http://127.0.0.1:8080")
+    imp.add_argument("--admin-key")
+    imp.add_argument("--data-dir", type=Path, default=Path(".dip"))
+    imp.add_argument("--interface", action="append", help="only this interface (repeatable)")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "send":
+            return send(args)
+        return import_openapi(args)
+    except DipError as exc:
+        print(f"dip: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

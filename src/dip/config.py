@@ -1,0 +1,62 @@
+"""Settings: built once from arguments and environment variables, then passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dip.exceptions import ConfigurationError
+from dip.schemas import ENVIRONMENT_TAGS
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".dip")
+    database_url: str | None = None
+    environment: str = "DEV"
+    dip_id: str = "0000000000"  # the DIP's own participant ID, used as senderID in its responses
+    admin_api_key: str | None = None  # the first admin key (DIP_ADMIN_API_KEY)
+    public_base_url: str | None = None  # the URL participants sign against, when behind a proxy
+    service_ticket_url: str = "https://servicedesk.dip.invalid/ticket?transactionID={transactionID}"
+    max_messages_per_call: int = 50_000
+    max_body_bytes: int = 300 * 1024 * 1024
+    signature_max_skew_seconds: float = 300
+    rate_limit_messages_per_second: float = 0  # 0 = no limit
+    rate_limit_burst: int = 100_000
+    validation_workers: int | None = None  # None = one per CPU
+    state_poll_seconds: float = 1.0
+    retry_initial_seconds: float = field(default_factory=lambda: _env_float("DIP_RETRY_INITIAL_SECONDS", 1))
+    retry_max_seconds: float = field(default_factory=lambda: _env_float("DIP_RETRY_MAX_SECONDS", 300))
+    dead_letter_after_seconds: float = field(
+        default_factory=lambda: _env_float("DIP_DEAD_LETTER_AFTER_SECONDS", 1_209_600)
+    )
+    webhook_timeout_seconds: float = field(default_factory=lambda: _env_float("DIP_WEBHOOK_TIMEOUT_SECONDS", 30))
+    demo: bool = False
+    load_default_catalogue: bool = True
+
+    def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENT_TAGS:
+            raise ConfigurationError(
+                f"--environment must be one of {', '.join(ENVIRONMENT_TAGS)} (case-sensitive), not {self.environment!r}"
+            )
+        if len(self.dip_id) != 10:
+            raise ConfigurationError("--dip-id must be 10 characters")
+        if not 1 <= self.max_messages_per_call <= 1_000_000:
+            raise ConfigurationError("--max-messages-per-call must be between 1 and 1,000,000")
+        if self.retry_initial_seconds <= 0 or self.retry_max_seconds < self.retry_initial_seconds:
+            raise ConfigurationError("retry delays must be positive with max >= initial")
+        if "{transactionID}" not in self.service_ticket_url:
+            raise ConfigurationError("--service-ticket-url must contain {transactionID}")

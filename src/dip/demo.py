@@ -1,0 +1,82 @@
+"""Demo participants for ``dip serve --demo``: on-boarded with API keys and signing certificates.
+
+Their credentials are written to ``<data dir>/demo/`` (one profile JSON per participant, plus
+its key and certificate) so ``dip send --profile .dip/demo/SDS.json ...`` works at once.
+Re-running keeps existing credentials when they are still registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dip.directory import hash_api_key
+from dip.service import DipService
+from dip.signing import fingerprint, generate_identity, load_certificate_pem
+
+
+@dataclass(frozen=True)
+class DemoParticipant:
+    participant_id: str
+    name: str
+    role: str
+
+
+DEMO_PARTICIPANTS = (
+    DemoParticipant("1000000001", "Demo Supplier", "SUP"),
+    DemoParticipant("1100000001", "Demo Registration Service", "REGS"),
+    DemoParticipant("1200000001", "Demo Metering Service (Smart)", "MSS"),
+    DemoParticipant("1300000001", "Demo Smart Data Service", "SDS"),
+    DemoParticipant("1400000001", "Demo Market-wide Data Service", "MDS"),
+    DemoParticipant("1500000001", "Demo Distributor", "LDSO"),
+    DemoParticipant("1600000001", "Demo Connection Provider", "DCP"),
+)
+
+
+async def seed(dip: DipService, base_url: str) -> list[Path]:
+    """On-board the demo participants and write their profiles; returns the profile paths."""
+    folder = dip.settings.data_dir / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    profiles = []
+    for p in DEMO_PARTICIPANTS:
+        await dip.put_participant(p.participant_id, p.name, [p.role])
+        profile = folder / f"{p.role}.json"
+        if not _still_valid(dip, profile):
+            key_pem, cert_pem = generate_identity(f"{p.name} ({p.participant_id})")
+            (folder / f"{p.role}.key.pem").write_bytes(key_pem)
+            os.chmod(folder / f"{p.role}.key.pem", 0o600)
+            (folder / f"{p.role}.cert.pem").write_bytes(cert_pem)
+            await dip.register_certificate(p.participant_id, cert_pem.decode("ascii"))
+            api_key = await dip.new_api_key(p.participant_id)
+            profile.write_text(json.dumps({
+                "participantId": p.participant_id,
+                "name": p.name,
+                "role": p.role,
+                "apiKey": api_key,
+                "keyFile": f"{p.role}.key.pem",
+                "certFile": f"{p.role}.cert.pem",
+                "url": base_url,
+                "environment": dip.settings.environment,
+            }, indent=2) + "\n", encoding="utf-8")
+            os.chmod(profile, 0o600)
+        profiles.append(profile)
+    # The demo connection provider may send for the data service (DCP tour step).
+    await dip.put_connection_provider("1300000001", "1600000001", ["SDS"])
+    return profiles
+
+
+def _still_valid(dip: DipService, profile: Path) -> bool:
+    if not profile.exists():
+        return False
+    try:
+        data = json.loads(profile.read_text(encoding="utf-8"))
+        cert = load_certificate_pem((profile.parent / data["certFile"]).read_bytes())
+    except (OSError, ValueError, KeyError):
+        return False
+    directory = dip.directory
+    return (
+        directory.api_keys.get(hash_api_key(data["apiKey"])) == data["participantId"]
+        and directory.certificates.get(fingerprint(cert)) == data["participantId"]
+    )

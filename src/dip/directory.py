@@ -1,0 +1,63 @@
+"""Participants, their credentials and their connection providers, as one immutable snapshot.
+
+Loaded from the store at start and rebuilt whenever the store's state version moves, so every
+node agrees within a poll interval. Lookups on the request path are dictionary reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+
+def hash_api_key(key: str) -> str:
+    """API keys are stored as SHA-256 hex: they are long random tokens, so no slow KDF is needed."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    return "dip_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    id: str
+    name: str
+    roles: frozenset[str]
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Directory:
+    participants: dict[str, Participant] = field(default_factory=dict)
+    api_keys: dict[str, str] = field(default_factory=dict)  # key hash -> participant ID
+    certificates: dict[str, str] = field(default_factory=dict)  # fingerprint -> participant ID
+    providers: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (participant, dcp)
+    admin_keys: frozenset[str] = frozenset()  # key hashes
+
+    def active(self, participant_id: str | None) -> Participant | None:
+        if participant_id is None:
+            return None
+        p = self.participants.get(participant_id)
+        return p if p is not None and p.active else None
+
+    def participant_for_key(self, api_key: str) -> Participant | None:
+        pid = self.api_keys.get(hash_api_key(api_key))
+        return self.active(pid)
+
+    def is_admin_key(self, api_key: str) -> bool:
+        return hash_api_key(api_key) in self.admin_keys
+
+    def certificate_owner(self, fingerprint: str) -> Participant | None:
+        return self.active(self.certificates.get(fingerprint))
+
+    def provider_roles(self, participant_id: str, dcp_id: str) -> frozenset[str]:
+        """Roles in which ``dcp_id`` may act for ``participant_id`` (empty when none)."""
+        if self.active(dcp_id) is None or self.active(participant_id) is None:
+            return frozenset()
+        return self.providers.get((participant_id, dcp_id), frozenset())
+
+    def represented_by(self, dcp_id: str) -> dict[str, frozenset[str]]:
+        """Participants ``dcp_id`` acts for, with the roles."""
+        return {p: roles for (p, d), roles in self.providers.items() if d == dcp_id and self.active(p)}

@@ -1,0 +1,37 @@
+"""Every exception the DIP raises on purpose derives from :class:`DipError`.
+
+    DipError
+    ├── ConfigurationError      bad settings or command-line arguments
+    ├── SignatureError          a request's signature headers do not verify
+    ├── CatalogueError          a channel definition is not acceptable
+    ├── ReferenceImportError    the official OpenAPI source cannot be read (dip.openapi_import)
+    └── StoreError              the database failed
+        └── UniqueViolation     a unique key (sender unique reference, ...) already exists
+
+Driver exceptions (sqlite3, asyncpg) are translated into these at the store boundary so
+nothing above the store imports a driver.
+"""
+
+
+class DipError(Exception):
+    """Root of the DIP's own exceptions."""
+
+
+class ConfigurationError(DipError):
+    """Settings or arguments that cannot work."""
+
+
+class SignatureError(DipError):
+    """A request's X-DIP-* signature headers are missing or do not verify."""
+
+
+class CatalogueError(DipError):
+    """A channel definition is malformed or inconsistent."""
+
+
+class StoreError(DipError):
+    """The database failed in a way the caller cannot fix."""
+
+
+class UniqueViolation(StoreError):
+    """A row with the same unique key already exists."""

@@ -1,0 +1,149 @@
+"""Identifier formats: the only place they live.
+
+Formats (E2E Solution Architecture 4.2.3; API contract):
+- transaction ID  ``T-{interfaceID}-{senderDIPID}-{senderRoleID}-{YYYYMMDD}-{hex}`` (<= 65 chars)
+- correlation ID  ``CI-{YYYYMMDD}-{hex}`` (<= 60 chars)
+- sender unique reference ``S-[IF-|REP-]{nnn}-{participant}-{role}-{YYYYMMDD}-{ref}`` (<= 200 chars)
+- timestamps      ``YYYY-MM-DDTHH:MM:SS+00:00`` (25 chars, UTC)
+
+The hex part of DIP-made IDs is 24 hex digits: 12 of the millisecond clock (so IDs sort by
+time and index well) followed by 12 of a per-process counter that starts at a random value,
+so two processes or two restarts never repeat each other in practice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+SUR_PATTERN = r"^S-((IF|REP)-)?\d{3,4}-[0-9a-fA-F]{10}-[A-Z]{3,5}-\d{8}-[a-zA-Z0-9]+$"
+SUR_MAX_LENGTH = 200
+TRANSACTION_ID_MAX_LENGTH = 65
+CORRELATION_ID_MAX_LENGTH = 60
+CORRELATION_ID_PATTERN = r"^CI-\d{8}-[0-9a-fA-F]+$"
+PARTICIPANT_ID_PATTERN = r"^[0-9A-Za-z]{10}$"
+ROLE_PATTERN = r"^[A-Z]{3,5}$"
+INTERFACE_ID_PATTERN = r"^(IF|REP)-\d{3}[A-Z]?$"
+
+_SUR_RE = re.compile(r"^S-(?:(IF|REP)-)?(\d{3,4})-([0-9a-fA-F]{10})-([A-Z]{3,5})-(\d{8})-([a-zA-Z0-9]+)$")
+_CORRELATION_RE = re.compile(CORRELATION_ID_PATTERN)
+_INTERFACE_RE = re.compile(INTERFACE_ID_PATTERN)
+_PARTICIPANT_RE = re.compile(PARTICIPANT_ID_PATTERN)
+_ROLE_RE = re.compile(ROLE_PATTERN)
+
+_counter = itertools.count(secrets.randbits(46))
+_lock = threading.Lock()
+
+
+def _sequence(now: datetime) -> str:
+    with _lock:
+        n = next(_counter)
+    millis = int(now.timestamp() * 1000)
+    return f"{millis & 0xFFFFFFFFFFFF:012x}{n & 0xFFFFFFFFFFFF:012x}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    """The 25-character ISO 8601 form the API uses: ``2026-11-23T10:15:00+00:00``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def transaction_id(interface_id: str, sender_id: str, role: str, moment: datetime) -> str:
+    tid = f"T-{interface_id}-{sender_id}-{role}-{moment.astimezone(UTC):%Y%m%d}-{_sequence(moment)}"
+    if len(tid) > TRANSACTION_ID_MAX_LENGTH:  # a 5-letter role on REP-002A still fits; guard anyway
+        raise ValueError(f"transaction ID longer than {TRANSACTION_ID_MAX_LENGTH}: {tid}")
+    return tid
+
+
+def correlation_id(moment: datetime) -> str:
+    return f"CI-{moment.astimezone(UTC):%Y%m%d}-{_sequence(moment)}"
+
+
+def is_correlation_id(value: str) -> bool:
+    return len(value) <= CORRELATION_ID_MAX_LENGTH and _CORRELATION_RE.match(value) is not None
+
+
+def is_interface_id(value: str) -> bool:
+    return _INTERFACE_RE.match(value) is not None
+
+
+def is_participant_id(value: str) -> bool:
+    return _PARTICIPANT_RE.match(value) is not None
+
+
+def is_role(value: str) -> bool:
+    return _ROLE_RE.match(value) is not None
+
+
+def publication_id(interface_id: str) -> str:
+    """PUB-005 for IF-005; reports (REP-xxx) publish under their own ID."""
+    return "PUB-" + interface_id[3:] if interface_id.startswith("IF-") else interface_id
+
+
+@dataclass(frozen=True, slots=True)
+class SenderReference:
+    """The parts of a sender unique reference the DIP checks (E2E 4.2.3.1)."""
+
+    prefix: str | None  # "IF", "REP" or None
+    number: str  # "005"
+    participant_id: str
+    role: str
+    date: str
+    reference: str
+
+
+def parse_sender_reference(value: str) -> SenderReference | None:
+    if len(value) > SUR_MAX_LENGTH:
+        return None
+    m = _SUR_RE.match(value)
+    if m is None:
+        return None
+    return SenderReference(m[1], m[2], m[3], m[4], m[5], m[6])
+
+
+def sender_reference_problem(value: str, interface_id: str, sender_id: str, role: str) -> str | None:
+    """Why ``value`` is not an acceptable SUR for this message, or None when it is.
+
+    The DIP checks the format and that the interface, participant and role parts agree
+    with the message; it does not check the date or the free reference (E2E 4.2.3.1).
+    """
+    parsed = parse_sender_reference(value)
+    if parsed is None:
+        return (
+            f"senderUniqueReference '{value[:60]}' does not match S-IF-nnn-<participant>-<role>-"
+            "<YYYYMMDD>-<alphanumeric ref> (at most 200 characters)"
+        )
+    kind, _, number = interface_id.partition("-")
+    if parsed.number != number.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") or (parsed.prefix not in (None, kind)):
+        return f"senderUniqueReference interface part '{parsed.number}' does not match channel {interface_id}"
+    if parsed.participant_id != sender_id:
+        return (
+            f"senderUniqueReference participant part '{parsed.participant_id}' "
+            f"does not match senderDIPID '{sender_id}'"
+        )
+    if parsed.role != role:
+        return f"senderUniqueReference role part '{parsed.role}' does not match senderRoleID '{role}'"
+    return None
+
+
+def make_sender_reference(interface_id: str, sender_id: str, role: str, moment: datetime, ref: str) -> str:
+    """Build a SUR in the recommended form (used by the participant client)."""
+    return f"S-{interface_id}-{sender_id}-{role}-{moment.astimezone(UTC):%Y%m%d}-{ref}"
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse an API timestamp (25 characters with an offset); None when it is not one."""
+    if len(value) != 25 or value[10] != "T":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -1,0 +1,187 @@
+"""Level 1 checks after the schema stage: who may send what, and what the DIP stamps on it.
+
+Pure: the same inputs give the same verdicts (apart from the IDs minted for accepted messages),
+so every rule here is tested without a server or a database. Order of checks per message
+follows E2E 4.4.3: sender, connection provider, role, sender unique reference, timestamp,
+correlation, addressing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from dip import ids
+from dip.catalogue import Channel
+from dip.codes import Code
+from dip.directory import Directory, Participant
+from dip.store.base import MessageRow
+from dip.validation import Checked, Header
+
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the API key's participant, and the certificate's (the physical sender).
+
+    They differ when a DIP connection provider signs with its own certificate for a participant.
+    """
+
+    principal: Participant
+    physical: Participant
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    index: int
+    code: Code
+    help: str | None
+    sur: str | None
+    sender_id: str | None
+    dcp_id: str | None
+    row: MessageRow | None = None  # set when accepted
+
+    @property
+    def accepted(self) -> bool:
+        return self.row is not None
+
+
+def _reject(c: Checked, h: Header, code: Code, help_text: str) -> Verdict:
+    return Verdict(c.index, code, help_text, h.sur, h.sender_id, h.dcp_id)
+
+
+def _acting_problem(h: Header, caller: Caller, directory: Directory) -> tuple[Code, str] | None:
+    physical = caller.physical.id
+    if h.sender_id == physical:
+        if h.dcp_id not in (None, physical):
+            return Code.CONNECTION_PROVIDER_INVALID, (
+                f"DIPConnectionProviderID '{h.dcp_id}' is set, but the message was sent by "
+                f"senderDIPID '{physical}' itself; leave it null"
+            )
+        return None
+    if h.dcp_id is None:
+        return Code.SENDER_INVALID, (
+            f"senderDIPID '{h.sender_id}' is not the authenticated caller '{physical}'; a DIP connection "
+            "provider must set DIPConnectionProviderID to its own DIP ID"
+        )
+    if h.dcp_id != physical:
+        return Code.CONNECTION_PROVIDER_INVALID, (
+            f"DIPConnectionProviderID '{h.dcp_id}' is not the authenticated caller '{physical}'"
+        )
+    if h.sender_role not in directory.provider_roles(h.sender_id, physical):
+        return Code.CONNECTION_PROVIDER_INVALID, (
+            f"'{physical}' is not registered as a connection provider for '{h.sender_id}' "
+            f"in role {h.sender_role}"
+        )
+    return None
+
+
+def _addressing_problem(h: Header, channel: Channel, directory: Directory) -> tuple[Code, str] | None:
+    routing = channel.definition.routing
+    named = [r for r in h.primary_recipients if r is not None]
+    if routing.primary:
+        for recipient in named:
+            participant = directory.active(recipient)
+            if participant is None:
+                return Code.PRIMARY_PARTICIPANT_INVALID, (
+                    f"primary recipient '{recipient}' is not an on-boarded DIP participant"
+                )
+            if not participant.roles & set(routing.primary):
+                return Code.PRIMARY_ROLE_INVALID, (
+                    f"primary recipient '{recipient}' holds none of the roles {channel.interface_id} "
+                    f"is addressed to ({', '.join(routing.primary)})"
+                )
+        if not named and not routing.secondary and not routing.always.roles and not routing.always.participants:
+            return Code.ROUTING_ERROR, (
+                f"{channel.interface_id} is delivered only to named recipients: A0.primaryRecipients must "
+                f"name at least one participant holding {', '.join(routing.primary)}"
+            )
+    return None
+
+
+def judge(
+    channel: Channel,
+    directory: Directory,
+    caller: Caller,
+    checked: list[Checked],
+    now: datetime,
+    received_at: int,
+) -> list[Verdict]:
+    """One verdict per schema-valid message (``checked`` must all have passed the schema stage)."""
+    verdicts: list[Verdict] = []
+    seen: set[tuple[str, str]] = set()
+    for c in checked:
+        h = c.header
+        assert h is not None and c.payload is not None
+        problem: tuple[Code, str] | None = None
+        sender = directory.active(h.sender_id)
+        if sender is None:
+            problem = Code.SENDER_INVALID, f"senderDIPID '{h.sender_id}' is not an on-boarded DIP participant"
+        if problem is None:
+            problem = _acting_problem(h, caller, directory)
+        if problem is None and sender is not None and h.sender_role not in sender.roles:
+            problem = Code.SENDER_ROLE_INVALID, f"senderRoleID {h.sender_role} is not a role of '{h.sender_id}'"
+        if problem is None and h.sender_role not in channel.sender_roles:
+            problem = Code.SENDER_ROLE_INVALID, (
+                f"role {h.sender_role} may not send on {channel.interface_id} "
+                f"(senders: {', '.join(sorted(channel.sender_roles))})"
+            )
+        if problem is None:
+            why = ids.sender_reference_problem(h.sur, channel.interface_id, h.sender_id, h.sender_role)
+            if why is not None:
+                problem = Code.SUR_DUPLICATED, why
+            elif (h.sender_id, h.sur) in seen:
+                problem = Code.SUR_DUPLICATED, "senderUniqueReference repeats an earlier message in this batch"
+        if problem is None:
+            sent = ids.parse_timestamp(h.sender_timestamp)
+            if sent is None:
+                problem = Code.SENDER_TIMESTAMP_INVALID, (
+                    f"senderTimestamp '{h.sender_timestamp}' is not a date-time like 2026-11-23T10:15:00+00:00"
+                )
+            elif sent - now > MAX_FUTURE_SKEW:
+                problem = Code.SENDER_TIMESTAMP_INVALID, f"senderTimestamp '{h.sender_timestamp}' is in the future"
+        if problem is None:
+            cid = h.sender_correlation_id
+            if channel.correlation == "copy" and cid is None:
+                problem = Code.SENDER_CORRELATION_INVALID, (
+                    f"{channel.interface_id} continues a workflow: S1.senderCorrelationID must carry the "
+                    "correlation ID of the message it answers"
+                )
+            elif cid is not None and not ids.is_correlation_id(cid):
+                problem = Code.SENDER_CORRELATION_INVALID, (
+                    f"senderCorrelationID '{cid}' is not of the form CI-YYYYMMDD-<hex>"
+                )
+        if problem is None:
+            problem = _addressing_problem(h, channel, directory)
+        if problem is not None:
+            verdicts.append(_reject(c, h, *problem))
+            continue
+        seen.add((h.sender_id, h.sur))
+        if channel.correlation == "create":
+            correlation_id: str | None = ids.correlation_id(now)
+        else:
+            correlation_id = h.sender_correlation_id
+        row = MessageRow(
+            transaction_id=ids.transaction_id(channel.interface_id, h.sender_id, h.sender_role, now),
+            interface_id=channel.interface_id,
+            event_code=h.event_code,
+            schema_version=h.schema_version,
+            sender_id=h.sender_id,
+            sender_role=h.sender_role,
+            dcp_id=h.dcp_id,
+            sur=h.sur,
+            correlation_id=correlation_id,
+            mpan=h.mpan,
+            received_at=received_at,
+            payload=c.payload,
+        )
+        verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row))
+    return verdicts
+
+
+def may_send_on(channel: Channel, caller: Caller, directory: Directory) -> bool:
+    """Whether the caller could ever send on this channel (else the request is 403)."""
+    if caller.physical.roles & channel.sender_roles:
+        return True
+    return any(roles & channel.sender_roles for roles in directory.represented_by(caller.physical.id).values())

@@ -1,0 +1,277 @@
+"""The DIP service: owns the store, the in-memory catalogue and directory, and every state change.
+
+API routes parse and authenticate; everything that changes state goes through here, and this
+is the only caller of the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import msgspec
+import orjson
+
+from dip import ids
+from dip.catalogue import Catalogue, Channel, build_channel, parse_definition
+from dip.codes import Code
+from dip.config import Settings
+from dip.directory import Directory, Participant, hash_api_key, new_api_key
+from dip.exceptions import CatalogueError
+from dip.ingest import Caller, Verdict, judge
+from dip.ratelimit import MessageRateLimiter
+from dip.responses import item, standard_response
+from dip.signing import load_certificate_pem
+from dip.store import ParticipantRow, Store, open_store
+from dip.validation import Checked, SchemaChecker, spec_for
+
+log = logging.getLogger("dip")
+
+
+def micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+class DipService:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.database_url, settings.data_dir)
+        self.catalogue = Catalogue({})
+        self.directory = Directory()
+        self.checker = SchemaChecker(settings.validation_workers)
+        self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
+        self._version = -1
+        self._poller: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self._bootstrap()
+        await self.reload(force=True)
+        self.checker.start()
+        self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        self.checker.close()
+        await self.store.close()
+
+    async def _bootstrap(self) -> None:
+        now = micros(datetime.now(UTC))
+        if self.settings.admin_api_key:
+            await self.store.add_admin_key(hash_api_key(self.settings.admin_api_key), now)
+        elif not (await self.store.load_directory()).admin_keys:
+            key = new_api_key()
+            await self.store.add_admin_key(hash_api_key(key), now)
+            path = self.settings.data_dir / "admin-api-key"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(key + "\n", encoding="utf-8")
+            os.chmod(path, 0o600)
+            log.warning("no admin key configured: created one in %s", path)
+        if self.settings.load_default_catalogue and not await self.store.load_channels():
+            for interface_id, definition in default_catalogue(with_demo_schemas=self.settings.demo):
+                await self.store.put_channel(interface_id, definition, now)
+
+    async def reload(self, force: bool = False) -> None:
+        async with self._reload_lock:
+            version = await self.store.state_version()
+            if version == self._version and not force:
+                return
+            rows = await self.store.load_directory()
+            channel_rows = await self.store.load_channels()
+            self.directory = Directory(
+                participants={r.id: Participant(r.id, r.name, frozenset(r.roles), r.active) for r in rows.participants},
+                api_keys=dict(rows.api_keys),
+                certificates=dict(rows.certificates),
+                providers={(p, d): frozenset(roles) for p, d, roles in rows.providers},
+                admin_keys=frozenset(rows.admin_keys),
+            )
+            channels: dict[str, Channel] = {}
+            for interface_id, body in channel_rows:
+                try:
+                    channels[interface_id] = parse_definition(interface_id, body)
+                except CatalogueError:
+                    log.exception("stored channel %s is not valid; it is unavailable", interface_id)
+            self.catalogue = Catalogue(channels)
+            self._version = version
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.state_poll_seconds)
+            try:
+                await self.reload()
+            except Exception:  # keep polling through a database outage
+                log.exception("could not refresh the catalogue and participants")
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def ticket_url(self, transaction_id: str) -> str:
+        return self.settings.service_ticket_url.replace("{transactionID}", transaction_id)
+
+    async def ingest(self, channel: Channel, caller: Caller, raws: list[bytes],
+                     now: datetime) -> tuple[int, bytes]:
+        """Accept a batch: returns the HTTP status and the StandardResponse body.
+
+        400 when any message fails its schema or names another interface (nothing is stored);
+        otherwise the per-message checks decide, the accepted messages are committed in one
+        transaction, and the answer is 201 (all accepted) or 207.
+        """
+        stamp = ids.timestamp(now)
+        checked = await self.checker.check(spec_for(channel, self.settings.environment), raws)
+        failed = [c for c in checked if c.code is not None]
+        if failed:
+            return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
+        verdicts = judge(channel, self.directory, caller, checked, now, micros(now))
+        accepted = [v for v in verdicts if v.row is not None]
+        duplicates = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
+        if duplicates:
+            dup_index = {accepted[i].index for i in duplicates}
+            verdicts = [
+                Verdict(v.index, Code.SUR_DUPLICATED,
+                        "senderUniqueReference was already used by an earlier message from this sender",
+                        v.sur, v.sender_id, v.dcp_id)
+                if v.index in dup_index else v
+                for v in verdicts
+            ]
+        items = [self._verdict_item(v, caller, stamp) for v in verdicts]
+        status = 201 if all(v.accepted for v in verdicts) else 207
+        return status, standard_response(items, stamp)
+
+    async def validate(self, channel: Channel, event_code: str, caller: Caller, raws: list[bytes],
+                       now: datetime) -> tuple[bool, str]:
+        """POST /validate: the checks of ingest, without storing anything."""
+        checked = await self.checker.check(spec_for(channel, self.settings.environment), raws)
+        problems: list[str] = []
+        for c in checked:
+            if c.code is not None:
+                problems.append(f"[{c.index}] {c.code} {c.help}")
+            elif c.header is not None and c.header.event_code != event_code:
+                problems.append(f"[{c.index}] {Code.SCHEMA_FAILURE.value} /CommonBlock/S0/eventCode "
+                                f"'{c.header.event_code}' is not {event_code}")
+        if not problems:
+            for v in judge(channel, self.directory, caller, checked, now, micros(now)):
+                if not v.accepted:
+                    problems.append(f"[{v.index}] {v.code.value} {v.help}")
+        if problems:
+            return False, "; ".join(problems)[:20_000]
+        return True, f"{len(raws)} message(s) valid for {channel.interface_id} {event_code}"
+
+    def _schema_item(self, c: Checked, caller: Caller, stamp: str) -> dict[str, Any]:
+        return item(
+            code=Code(c.code or Code.SCHEMA_FAILURE.value),
+            sent_timestamp=stamp,
+            sender_id=self.settings.dip_id,
+            recipient_id=caller.principal.id,
+            sur=c.sur,
+            help_text=f"message {c.index}: {c.help}",
+        )
+
+    def _verdict_item(self, v: Verdict, caller: Caller, stamp: str) -> dict[str, Any]:
+        row = v.row
+        return item(
+            code=v.code,
+            sent_timestamp=stamp,
+            sender_id=self.settings.dip_id,
+            recipient_id=v.sender_id or caller.principal.id,
+            transaction_id=row.transaction_id if row else None,
+            sur=v.sur,
+            correlation_id=row.correlation_id if row else None,
+            dcp_id=v.dcp_id,
+            help_text=None if row else f"message {v.index}: {v.help}",
+            service_ticket_url=self.ticket_url(row.transaction_id) if row else None,
+        )
+
+    # -- administration ----------------------------------------------------------------------
+
+    async def put_participant(self, participant_id: str, name: str, roles: list[str]) -> bool:
+        created = await self.store.put_participant(
+            ParticipantRow(participant_id, name, tuple(sorted(set(roles))), True), micros(datetime.now(UTC))
+        )
+        await self.reload()
+        return created
+
+    async def offboard(self, participant_id: str) -> bool:
+        """Deactivate the participant and remove it from every channel it is named on."""
+        updates = []
+        for channel in self.catalogue.channels.values():
+            always = channel.definition.routing.always
+            if participant_id in always.participants:
+                routing = msgspec.structs.replace(
+                    channel.definition.routing,
+                    always=msgspec.structs.replace(
+                        always, participants=[p for p in always.participants if p != participant_id]
+                    ),
+                )
+                changed = build_channel(
+                    channel.interface_id, msgspec.structs.replace(channel.definition, routing=routing)
+                )
+                updates.append((channel.interface_id, changed.to_json()))
+        done = await self.store.offboard_participant(participant_id, updates, micros(datetime.now(UTC)))
+        await self.reload()
+        return done
+
+    async def new_api_key(self, participant_id: str) -> str:
+        key = new_api_key()
+        await self.store.add_api_key(participant_id, hash_api_key(key), micros(datetime.now(UTC)))
+        await self.reload()
+        return key
+
+    async def register_certificate(self, participant_id: str, pem: str) -> tuple[bool, str]:
+        """Register a signing certificate; returns (created, fingerprint).
+
+        Raises CatalogueError-free ValueError subclasses from dip.signing for a bad PEM; a
+        certificate already registered to someone else is refused (ValueError).
+        """
+        from dip.signing import fingerprint
+
+        cert = load_certificate_pem(pem)
+        fp = fingerprint(cert)
+        holder = await self.store.certificate_holder(fp)
+        if holder is not None and holder != participant_id:
+            raise ValueError(f"this certificate is already registered to participant {holder}")
+        created = await self.store.add_certificate(
+            participant_id, fp, pem, micros(cert.not_valid_after_utc), micros(datetime.now(UTC))
+        )
+        await self.reload()
+        return created, fp
+
+    async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: list[str]) -> None:
+        await self.store.put_connection_provider(
+            participant_id, dcp_id, tuple(sorted(set(roles))), micros(datetime.now(UTC))
+        )
+        await self.reload()
+
+    async def put_channel(self, interface_id: str, body: bytes) -> tuple[bool, Channel]:
+        channel = parse_definition(interface_id, body)
+        created = await self.store.put_channel(interface_id, channel.to_json(), micros(datetime.now(UTC)))
+        await self.reload()
+        return created, channel
+
+    async def delete_channel(self, interface_id: str) -> bool:
+        deleted = await self.store.delete_channel(interface_id)
+        await self.reload()
+        return deleted
+
+
+def default_catalogue(with_demo_schemas: bool = False) -> list[tuple[str, bytes]]:
+    """The shipped catalogue: every v2.1.0 channel; the demo adds small custom-block schemas."""
+    data = resources.files("dip").joinpath("data")
+    channels = orjson.loads(data.joinpath("default_catalogue.json").read_bytes())["channels"]
+    schemas = orjson.loads(data.joinpath("demo_schemas.json").read_bytes()) if with_demo_schemas else {}
+    out = []
+    for definition in channels:
+        interface_id = definition["interfaceID"]
+        if interface_id in schemas:
+            definition = {**definition, "customBlockSchema": schemas[interface_id]}
+        out.append((interface_id, parse_definition(interface_id, orjson.dumps(definition)).to_json()))
+    return out

@@ -1,0 +1,110 @@
+"""The narrow store interface. Stores persist and report; they decide nothing.
+
+Both implementations run the same contract tests (tests/integration/test_store_contract.py).
+Every change to participants, credentials or channels bumps ``state_version`` in the same
+transaction, which is how other nodes notice that their caches are stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRow:
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRows:
+    participants: list[ParticipantRow]
+    api_keys: list[tuple[str, str]]  # (key hash, participant)
+    certificates: list[tuple[str, str]]  # (fingerprint, participant)
+    providers: list[tuple[str, str, tuple[str, ...]]]  # (participant, dcp, roles)
+    admin_keys: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    transaction_id: str
+    interface_id: str
+    event_code: str
+    schema_version: str
+    sender_id: str
+    sender_role: str
+    dcp_id: str | None
+    sur: str
+    correlation_id: str | None
+    mpan: str | None
+    received_at: int  # microseconds since the epoch, UTC
+    payload: bytes  # the payload object as JSON
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (migrations run under a lock)."""
+
+    async def close(self) -> None: ...
+
+    async def state_version(self) -> int: ...
+
+    async def load_directory(self) -> DirectoryRows: ...
+
+    async def load_channels(self) -> list[tuple[str, bytes]]: ...
+
+    async def put_participant(self, row: ParticipantRow, now: int) -> bool:
+        """Insert or update; True when created."""
+
+    async def offboard_participant(self, participant_id: str, channel_updates: list[tuple[str, bytes]],
+                                   now: int) -> bool:
+        """Deactivate, drop its connection-provider grants, rewrite the given channels; one transaction."""
+
+    async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None: ...
+
+    async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
+                              now: int) -> bool:
+        """True when newly registered (False: already registered to this participant)."""
+
+    async def certificate_holder(self, fingerprint: str) -> str | None: ...
+
+    async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
+                                      now: int) -> None: ...
+
+    async def add_admin_key(self, key_hash: str, now: int) -> None: ...
+
+    async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
+        """Insert or replace; True when created."""
+
+    async def delete_channel(self, interface_id: str) -> bool: ...
+
+    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+        """Store the rows in one transaction, except those whose (sender_id, sur) already exists.
+
+        Returns the indexes (into ``rows``) of the rows not stored for that reason. Commits
+        durably before returning.
+        """
+
+    async def get_message(self, transaction_id: str) -> MessageRow | None: ...
+
+    async def count_messages(self) -> int: ...
+
+
+def open_store(database_url: str | None, data_dir: Path) -> Store:
+    """SQLite under ``data_dir`` unless a postgresql:// URL is given."""
+    if database_url and database_url.startswith(("postgresql://", "postgres://")):
+        from dip.store.postgres import PostgresStore
+
+        return PostgresStore(database_url)
+    if database_url and not database_url.startswith("sqlite:"):
+        from dip.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"unsupported database URL '{database_url}' (postgresql://... or sqlite:PATH)")
+    path = Path(database_url[len("sqlite:"):]) if database_url else data_dir / "dip.sqlite3"
+    from dip.store.sqlite import SqliteStore
+
+    return SqliteStore(path)

@@ -1,0 +1,211 @@
+"""PostgreSQL store (asyncpg). Batches go in with COPY inside one transaction.
+
+Sender-reference uniqueness is a unique index; the batch first reads which references already
+exist (one join against the batch's arrays) and copies the rest. Two concurrent batches
+carrying the same new reference make the later COPY fail on the index; the whole transaction is
+then retried, and the second read finds the winner's row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from dip.exceptions import StoreError, UniqueViolation
+from dip.store.base import DirectoryRows, MessageRow, ParticipantRow
+from dip.store.migrations import migrations
+
+_MESSAGE_COLUMNS = [
+    "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
+    "sur", "correlation_id", "mpan", "received_at", "payload",
+]
+_MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
+_BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'state_version'; SELECT pg_notify('dip_state', '')"
+
+
+class PostgresStore:
+    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+        self.url = url
+        self._pool: asyncpg.Pool | None = None
+        self._sizes = (min_size, max_size)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1])
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                    " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for version, sql in migrations("postgres"):
+                    if version in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _write(self, statements: list[tuple[str, tuple[Any, ...]]], bump: bool = True) -> list[str]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                results = [await conn.execute(sql, *args) for sql, args in statements]
+                if bump:
+                    await conn.execute(_BUMP)
+                return results
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    async def state_version(self) -> int:
+        return int(await self.pool.fetchval("SELECT value FROM meta WHERE key = 'state_version'"))
+
+    async def load_directory(self) -> DirectoryRows:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            participants = await conn.fetch("SELECT id, name, roles, active FROM participants")
+            keys = await conn.fetch("SELECT key_hash, participant_id FROM api_keys")
+            certs = await conn.fetch("SELECT fingerprint, participant_id FROM certificates")
+            providers = await conn.fetch("SELECT participant_id, dcp_id, roles FROM connection_providers")
+            admins = await conn.fetch("SELECT key_hash FROM admin_keys")
+        return DirectoryRows(
+            participants=[ParticipantRow(r[0], r[1], tuple(json.loads(r[2])), bool(r[3])) for r in participants],
+            api_keys=[(r[0], r[1]) for r in keys],
+            certificates=[(r[0], r[1]) for r in certs],
+            providers=[(r[0], r[1], tuple(json.loads(r[2]))) for r in providers],
+            admin_keys=[r[0] for r in admins],
+        )
+
+    async def load_channels(self) -> list[tuple[str, bytes]]:
+        rows = await self.pool.fetch("SELECT interface_id, definition FROM channels")
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    async def put_participant(self, row: ParticipantRow, now: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                "INSERT INTO participants (id, name, roles, active, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " roles = excluded.roles, active = excluded.active, updated_at = excluded.updated_at"
+                " RETURNING (xmax = 0)",
+                row.id, row.name, json.dumps(list(row.roles)), row.active, now,
+            )
+            await conn.execute(_BUMP)
+        return bool(created)
+
+    async def offboard_participant(self, participant_id: str, channel_updates: list[tuple[str, bytes]],
+                                   now: int) -> bool:
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("UPDATE participants SET active = false, updated_at = $1 WHERE id = $2 AND active",
+             (now, participant_id)),
+            ("DELETE FROM connection_providers WHERE participant_id = $1 OR dcp_id = $1", (participant_id,)),
+        ]
+        statements += [
+            ("UPDATE channels SET definition = $1, updated_at = $2 WHERE interface_id = $3", (d, now, iid))
+            for iid, d in channel_updates
+        ]
+        results = await self._write(statements)
+        return results[0] != "UPDATE 0"
+
+    async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None:
+        await self._write([("INSERT INTO api_keys VALUES ($1, $2, $3)", (key_hash, participant_id, now))])
+
+    async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
+                              now: int) -> bool:
+        results = await self._write([(
+            "INSERT INTO certificates VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fingerprint) DO NOTHING",
+            (fingerprint, participant_id, pem, not_after, now),
+        )])
+        return results[0] == "INSERT 0 1"
+
+    async def certificate_holder(self, fingerprint: str) -> str | None:
+        value = await self.pool.fetchval(
+            "SELECT participant_id FROM certificates WHERE fingerprint = $1", fingerprint
+        )
+        return None if value is None else str(value)
+
+    async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
+                                      now: int) -> None:
+        if roles:
+            sql = (
+                "INSERT INTO connection_providers VALUES ($1, $2, $3, $4) ON CONFLICT (participant_id, dcp_id)"
+                " DO UPDATE SET roles = excluded.roles, updated_at = excluded.updated_at"
+            )
+            await self._write([(sql, (participant_id, dcp_id, json.dumps(list(roles)), now))])
+        else:
+            await self._write([(
+                "DELETE FROM connection_providers WHERE participant_id = $1 AND dcp_id = $2",
+                (participant_id, dcp_id),
+            )])
+
+    async def add_admin_key(self, key_hash: str, now: int) -> None:
+        await self._write([("INSERT INTO admin_keys VALUES ($1, $2) ON CONFLICT DO NOTHING", (key_hash, now))])
+
+    async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                "INSERT INTO channels VALUES ($1, $2, $3) ON CONFLICT (interface_id) DO UPDATE"
+                " SET definition = excluded.definition, updated_at = excluded.updated_at RETURNING (xmax = 0)",
+                interface_id, definition, now,
+            )
+            await conn.execute(_BUMP)
+        return bool(created)
+
+    async def delete_channel(self, interface_id: str) -> bool:
+        results = await self._write([("DELETE FROM channels WHERE interface_id = $1", (interface_id,))])
+        return results[0] != "DELETE 0"
+
+    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+        if not rows:
+            return []
+        senders = [r.sender_id for r in rows]
+        surs = [r.sur for r in rows]
+        for attempt in range(5):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    found = await conn.fetch(
+                        "SELECT m.sender_id, m.sur FROM messages m"
+                        " JOIN unnest($1::text[], $2::text[]) AS b(s, r) ON m.sender_id = b.s AND m.sur = b.r",
+                        senders, surs,
+                    )
+                    existing = {(r[0], r[1]) for r in found}
+                    records = [
+                        (r.transaction_id, r.interface_id, r.event_code, r.schema_version, r.sender_id,
+                         r.sender_role, r.dcp_id, r.sur, r.correlation_id, r.mpan, r.received_at, r.payload)
+                        for r in rows if (r.sender_id, r.sur) not in existing
+                    ]
+                    if records:
+                        await conn.copy_records_to_table("messages", records=records, columns=_MESSAGE_COLUMNS)
+                return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+            except asyncpg.UniqueViolationError as exc:
+                if attempt == 4:
+                    raise UniqueViolation(str(exc)) from exc
+            except (asyncpg.PostgresError, OSError) as exc:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def get_message(self, transaction_id: str) -> MessageRow | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM messages WHERE transaction_id = $1", transaction_id
+        )
+        return None if row is None else MessageRow(*row[:11], bytes(row[11]))
+
+    async def count_messages(self) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM messages"))

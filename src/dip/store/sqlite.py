@@ -1,0 +1,285 @@
+"""SQLite store: the embedded default. WAL mode, synchronous=FULL, one writer thread.
+
+SQLite allows one writer at a time, so the store owns a single connection on a single thread
+and every call is queued to it; a batch is one transaction (``BEGIN IMMEDIATE``), which is what
+makes it both durable and fast (tens of thousands of rows per commit instead of one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dip.exceptions import StoreError, UniqueViolation
+from dip.store.base import DirectoryRows, MessageRow, ParticipantRow
+from dip.store.migrations import migrations
+
+T = TypeVar("T")
+
+_MESSAGE_COLUMNS = (
+    "transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,"
+    " correlation_id, mpan, received_at, payload"
+)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.IntegrityError as exc:
+            raise UniqueViolation(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("store is not open")
+        return self._conn
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        self._conn = conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migrations("sqlite"):
+                if version not in done:
+                    for statement in _statements(sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, datetime('now'))", (version,)
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self.conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], bump: bool = False) -> T:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            if bump:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'state_version'")
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- state ---------------------------------------------------------------------------------
+
+    async def state_version(self) -> int:
+        def q() -> int:
+            return int(self.conn.execute("SELECT value FROM meta WHERE key='state_version'").fetchone()[0])
+
+        return await self._run(q)
+
+    async def load_directory(self) -> DirectoryRows:
+        def q() -> DirectoryRows:
+            c = self.conn
+            return DirectoryRows(
+                participants=[
+                    ParticipantRow(r[0], r[1], tuple(json.loads(r[2])), bool(r[3]))
+                    for r in c.execute("SELECT id, name, roles, active FROM participants")
+                ],
+                api_keys=list(c.execute("SELECT key_hash, participant_id FROM api_keys")),
+                certificates=list(c.execute("SELECT fingerprint, participant_id FROM certificates")),
+                providers=[
+                    (r[0], r[1], tuple(json.loads(r[2])))
+                    for r in c.execute("SELECT participant_id, dcp_id, roles FROM connection_providers")
+                ],
+                admin_keys=[r[0] for r in c.execute("SELECT key_hash FROM admin_keys")],
+            )
+
+        return await self._run(q)
+
+    async def load_channels(self) -> list[tuple[str, bytes]]:
+        def q() -> list[tuple[str, bytes]]:
+            return [(r[0], bytes(r[1])) for r in self.conn.execute("SELECT interface_id, definition FROM channels")]
+
+        return await self._run(q)
+
+    # -- participants --------------------------------------------------------------------------
+
+    async def put_participant(self, row: ParticipantRow, now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            exists = c.execute("SELECT 1 FROM participants WHERE id = ?", (row.id,)).fetchone()
+            c.execute(
+                "INSERT INTO participants (id, name, roles, active, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " roles = excluded.roles, active = excluded.active, updated_at = excluded.updated_at",
+                (row.id, row.name, json.dumps(list(row.roles)), int(row.active), now, now),
+            )
+            return exists is None
+
+        return await self._run(self._write, w, True)
+
+    async def offboard_participant(self, participant_id: str, channel_updates: list[tuple[str, bytes]],
+                                   now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE participants SET active = 0, updated_at = ? WHERE id = ? AND active = 1",
+                (now, participant_id),
+            )
+            c.execute(
+                "DELETE FROM connection_providers WHERE participant_id = ? OR dcp_id = ?",
+                (participant_id, participant_id),
+            )
+            for interface_id, definition in channel_updates:
+                c.execute(
+                    "UPDATE channels SET definition = ?, updated_at = ? WHERE interface_id = ?",
+                    (definition, now, interface_id),
+                )
+            return cur.rowcount > 0
+
+        return await self._run(self._write, w, True)
+
+    async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO api_keys VALUES (?, ?, ?)", (key_hash, participant_id, now))
+
+        await self._run(self._write, w, True)
+
+    async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
+                              now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT INTO certificates VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
+                (fingerprint, participant_id, pem, not_after, now),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(self._write, w, True)
+
+    async def certificate_holder(self, fingerprint: str) -> str | None:
+        def q() -> str | None:
+            row = self.conn.execute(
+                "SELECT participant_id FROM certificates WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(q)
+
+    async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
+                                      now: int) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            if roles:
+                c.execute(
+                    "INSERT INTO connection_providers VALUES (?, ?, ?, ?) ON CONFLICT (participant_id, dcp_id)"
+                    " DO UPDATE SET roles = excluded.roles, updated_at = excluded.updated_at",
+                    (participant_id, dcp_id, json.dumps(list(roles)), now),
+                )
+            else:
+                c.execute(
+                    "DELETE FROM connection_providers WHERE participant_id = ? AND dcp_id = ?",
+                    (participant_id, dcp_id),
+                )
+
+        await self._run(self._write, w, True)
+
+    async def add_admin_key(self, key_hash: str, now: int) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO admin_keys VALUES (?, ?) ON CONFLICT DO NOTHING", (key_hash, now))
+
+        await self._run(self._write, w, True)
+
+    # -- channels ------------------------------------------------------------------------------
+
+    async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            exists = c.execute("SELECT 1 FROM channels WHERE interface_id = ?", (interface_id,)).fetchone()
+            c.execute(
+                "INSERT INTO channels VALUES (?, ?, ?) ON CONFLICT (interface_id) DO UPDATE"
+                " SET definition = excluded.definition, updated_at = excluded.updated_at",
+                (interface_id, definition, now),
+            )
+            return exists is None
+
+        return await self._run(self._write, w, True)
+
+    async def delete_channel(self, interface_id: str) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            return c.execute("DELETE FROM channels WHERE interface_id = ?", (interface_id,)).rowcount > 0
+
+        return await self._run(self._write, w, True)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+        def w(c: sqlite3.Connection) -> list[int]:
+            existing: set[tuple[str, str]] = set()
+            for start in range(0, len(rows), 400):
+                chunk = rows[start:start + 400]
+                values = ",".join("(?, ?)" for _ in chunk)
+                params = [v for r in chunk for v in (r.sender_id, r.sur)]
+                existing.update(
+                    (a, b) for a, b in c.execute(
+                        f"SELECT sender_id, sur FROM messages WHERE (sender_id, sur) IN (VALUES {values})", params
+                    )
+                )
+            skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+            c.executemany(
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (r.transaction_id, r.interface_id, r.event_code, r.schema_version, r.sender_id,
+                     r.sender_role, r.dcp_id, r.sur, r.correlation_id, r.mpan, r.received_at, r.payload)
+                    for r in rows if (r.sender_id, r.sur) not in existing
+                ),
+            )
+            return skipped
+
+        if not rows:
+            return []
+        return await self._run(self._write, w)
+
+    async def get_message(self, transaction_id: str) -> MessageRow | None:
+        def q() -> MessageRow | None:
+            row = self.conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE transaction_id = ?", (transaction_id,)
+            ).fetchone()
+            return None if row is None else MessageRow(*row[:11], bytes(row[11]))
+
+        return await self._run(q)
+
+    async def count_messages(self) -> int:
+        def q() -> int:
+            return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+        return await self._run(q)
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

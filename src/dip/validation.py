@@ -1,0 +1,312 @@
+"""Level 1 schema stage: JSON array in, one :class:`Checked` per message out.
+
+This is the CPU-heavy part of accepting a batch (decoding and schema-checking ~2.6 KB messages
+costs tens of microseconds each), so it is written as a pure function over raw message bytes
+that can run in this process or, for large batches, in a pool of worker processes (one per
+core), each caching its compiled validators by channel digest.
+
+Field names are accepted case-insensitively on ingress (API contract): a message that fails its
+schema is re-tried once with every object key mapped to the schema's spelling, and stored in
+that canonical spelling. Values stay case-sensitive.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema_rs
+import msgspec
+import orjson
+
+from dip.catalogue import Channel, parse_definition
+from dip.codes import Code
+from dip.schemas import payload_schema
+
+MAX_HELP = 480
+
+
+class Header(msgspec.Struct, frozen=True, array_like=True):
+    """The common-block fields the DIP acts on, read from a schema-valid message."""
+
+    event_code: str
+    schema_version: str
+    environment: str
+    sur: str
+    sender_timestamp: str
+    sender_id: str
+    sender_role: str
+    sender_correlation_id: str | None
+    dcp_id: str | None
+    primary_recipients: tuple[str | None, ...]
+    mpan: str | None
+
+
+class Checked(msgspec.Struct, frozen=True, array_like=True):
+    """The outcome of the schema stage for one message (index = position in the batch)."""
+
+    index: int
+    code: str | None  # None = passed; else MSG1001 / MSG1002
+    help: str | None
+    sur: str | None  # best effort, for the error response
+    header: Header | None
+    payload: bytes | None  # canonical JSON of the payload object
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """What a (possibly remote) worker needs to check messages for one channel."""
+
+    interface_id: str
+    digest: str
+    definition: bytes
+    environment: str
+
+
+class _Validators:
+    """Compiled validators for one channel definition, by event code."""
+
+    def __init__(self, channel: Channel) -> None:
+        d = channel.definition
+        self.by_event: dict[str, tuple[Any, dict[str, Any]]] = {}
+        if d.payloadSchemas:
+            for code, schema in d.payloadSchemas.items():
+                self.by_event[code] = (jsonschema_rs.validator_for(schema), schema)
+        else:
+            schema = payload_schema(channel)
+            compiled = jsonschema_rs.validator_for(schema)
+            for code in d.eventCodes:
+                self.by_event[code] = (compiled, schema)
+        self.event_codes = sorted(d.eventCodes)
+
+    def get(self, event_code: object) -> tuple[Any, dict[str, Any]] | None:
+        if isinstance(event_code, str):
+            found = self.by_event.get(event_code)
+            if found is not None:
+                return found
+        return self.by_event.get("*")
+
+
+_cache: dict[str, _Validators] = {}
+
+
+def _validators(spec: CheckSpec) -> _Validators:
+    found = _cache.get(spec.digest)
+    if found is None:
+        if len(_cache) > 256:
+            _cache.clear()
+        found = _Validators(parse_definition(spec.interface_id, spec.definition))
+        _cache[spec.digest] = found
+    return found
+
+
+def spec_for(channel: Channel, environment: str) -> CheckSpec:
+    return CheckSpec(channel.interface_id, channel.digest, channel.to_json(), environment)
+
+
+def _get_ci(obj: object, name: str) -> Any:
+    """obj[name], matching the key case-insensitively when the exact one is absent."""
+    if not isinstance(obj, dict):
+        return None
+    if name in obj:
+        return obj[name]
+    lowered = name.lower()
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def _resolve(schema: Any, root: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Follow local $refs ("#/..."); returns (schema, resource root)."""
+    seen = 0
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
+        ref = schema["$ref"]
+        if not ref.startswith("#"):
+            break
+        target: Any = root
+        for part in ref[1:].split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(part) if isinstance(target, dict) else None
+        if target is None:
+            break
+        schema, seen = target, seen + 1
+    return schema, root
+
+
+def _property_schemas(schema: Any, root: dict[str, Any]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    schema, root = _resolve(schema, root)
+    found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    if not isinstance(schema, dict):
+        return found
+    if "$id" in schema:
+        root = schema
+    for name, sub in (schema.get("properties") or {}).items():
+        found[name] = (sub, root)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for branch in schema.get(keyword) or ():
+            for name, sub in _property_schemas(branch, root).items():
+                found.setdefault(name, sub)
+    return found
+
+
+def canonicalize(instance: Any, schema: Any, root: dict[str, Any]) -> Any:
+    """A copy of ``instance`` whose object keys use the schema's spelling where they differ only in case."""
+    schema, root = _resolve(schema, root)
+    if isinstance(instance, dict):
+        props = _property_schemas(schema, root)
+        by_lower = {name.lower(): name for name in props}
+        out: dict[str, Any] = {}
+        for key, value in instance.items():
+            name = key if key in props else by_lower.get(key.lower(), key)
+            sub = props.get(name)
+            out[name] = canonicalize(value, sub[0], sub[1]) if sub else value
+        return out
+    if isinstance(instance, list) and isinstance(schema, dict):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            return [canonicalize(v, items, root) for v in instance]
+    return instance
+
+
+def _first_error(validator: Any, payload: Any) -> str:
+    for error in validator.iter_errors(payload):
+        path = "/" + "/".join(str(p) for p in error.instance_path)
+        return f"{path}: {error.message}"[:MAX_HELP]
+    return "message does not match the schema"
+
+
+def _header(payload: dict[str, Any]) -> Header:
+    common = payload["CommonBlock"]
+    s0, s1 = common["S0"], common["S1"]
+    a0 = common.get("A0") or {}
+    m0 = common.get("M0") or {}
+    return Header(
+        event_code=s0["eventCode"],
+        schema_version=s0["schemaVersion"],
+        environment=s1["environmentTag"],
+        sur=s1["senderUniqueReference"],
+        sender_timestamp=s1["senderTimestamp"],
+        sender_id=s1["senderDIPID"],
+        sender_role=s1["senderRoleID"],
+        sender_correlation_id=s1.get("senderCorrelationID"),
+        dcp_id=s1.get("DIPConnectionProviderID"),
+        primary_recipients=tuple(a0.get("primaryRecipients") or ()),
+        mpan=m0.get("MPANCore"),
+    )
+
+
+def _fail(index: int, code: Code, help_text: str, sur: Any = None) -> Checked:
+    return Checked(index, code.value, help_text[:MAX_HELP], sur if isinstance(sur, str) else None, None, None)
+
+
+def check_one(index: int, raw: bytes, spec: CheckSpec, validators: _Validators) -> Checked:
+    try:
+        item = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _fail(index, Code.SCHEMA_FAILURE, "not valid JSON")
+    payload = _get_ci(item, "payload")
+    if not isinstance(payload, dict):
+        return _fail(index, Code.SCHEMA_FAILURE, 'each array item must be an object {"payload": {...}}')
+    common = _get_ci(payload, "CommonBlock")
+    s0 = _get_ci(common, "S0")
+    s1 = _get_ci(common, "S1")
+    sur = _get_ci(s1, "senderUniqueReference")
+    interface_id = _get_ci(s0, "interfaceID")
+    if isinstance(interface_id, str) and interface_id != spec.interface_id:
+        return _fail(
+            index, Code.INTERFACE_INVALID,
+            f"/CommonBlock/S0/interfaceID '{interface_id[:20]}' does not match the channel {spec.interface_id}",
+            sur,
+        )
+    event_code = _get_ci(s0, "eventCode")
+    found = validators.get(event_code)
+    if found is None:
+        return _fail(
+            index, Code.SCHEMA_FAILURE,
+            f"/CommonBlock/S0/eventCode {str(event_code)[:60]!r} is not valid for {spec.interface_id}; "
+            f"expected one of {', '.join(validators.event_codes)}",
+            sur,
+        )
+    validator, schema = found
+    if not validator.is_valid(payload):
+        canonical = canonicalize(payload, schema, schema)
+        if canonical != payload and validator.is_valid(canonical):
+            payload = canonical
+        else:
+            return _fail(index, Code.SCHEMA_FAILURE, _first_error(validator, payload), sur)
+    try:
+        header = _header(payload)
+    except (KeyError, TypeError) as exc:
+        return _fail(index, Code.SCHEMA_FAILURE, f"common block field missing: {exc}", sur)
+    if header.environment != spec.environment:
+        return _fail(
+            index, Code.SCHEMA_FAILURE,
+            f"/CommonBlock/S1/environmentTag '{header.environment}' is not this DIP's environment "
+            f"'{spec.environment}'",
+            sur,
+        )
+    return Checked(index, None, None, header.sur, header, orjson.dumps(payload))
+
+
+def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> list[Checked]:
+    validators = _validators(spec)
+    return [check_one(start + i, raw, spec, validators) for i, raw in enumerate(raws)]
+
+
+def check_chunk_encoded(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> bytes:
+    """check_chunk for a worker process; msgspec-encoded to keep the trip back cheap."""
+    return _results_encoder.encode(check_chunk(spec, start, raws))
+
+
+_results_encoder = msgspec.msgpack.Encoder()
+_results_decoder = msgspec.msgpack.Decoder(list[Checked])
+
+
+class SchemaChecker:
+    """Runs the schema stage, spreading large batches over worker processes."""
+
+    def __init__(self, workers: int | None = None, parallel_threshold: int = 2000) -> None:
+        self.workers = max(0, os.cpu_count() or 1) if workers is None else workers
+        self.parallel_threshold = parallel_threshold
+        self._pool: Executor | None = None
+
+    def start(self) -> None:
+        if self.workers > 1 and self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def check(self, spec: CheckSpec, raws: list[bytes]) -> list[Checked]:
+        if self._pool is None or len(raws) < self.parallel_threshold:
+            return check_chunk(spec, 0, raws)
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        size = -(-len(raws) // self.workers)
+        futures = [
+            loop.run_in_executor(self._pool, check_chunk_encoded, spec, start, raws[start:start + size])
+            for start in range(0, len(raws), size)
+        ]
+        results: list[Checked] = []
+        for encoded in await asyncio.gather(*futures):
+            results.extend(_results_decoder.decode(encoded))
+        return results
+
+
+def split_batch(body: bytes) -> list[bytes] | str:
+    """The raw bytes of each array item, or why the body is not a JSON array."""
+    try:
+        items = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.ValidationError:
+        return 'the body must be a JSON array of messages: [{"payload": {...}}, ...]'
+    except msgspec.DecodeError as exc:
+        return f"the body is not valid JSON: {exc}"
+    return [bytes(item) for item in items]
