@@ -15,7 +15,7 @@ import copy
 import functools
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,37 @@ REFERENCE_DIRS = (
     Path("/work/shared/reference/elexon-dip-api-v2.1.0"),
 )
 
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 # E2E Solution Architecture 3.3: the roles active in the DIP.
-VALID_ROLES = frozenset(
-    "MSA ADS MSS SDS MDR UMSO UMSDS MDS LSS ISD VAS REGS SUP LDSO EES DCP".split()
-)
+VALID_ROLES = frozenset(_words("MSA ADS MSS SDS MDR UMSO UMSDS MDS LSS ISD VAS REGS SUP LDSO EES DCP"))
 CHANNEL_KEYS = {
-    "interfaceID", "publicationID", "title", "senderRoles", "eventCodes", "schemaVersions",
-    "routing", "correlation", "obfuscation", "customBlockSchema", "retentionDays",
+    "interfaceID",
+    "publicationID",
+    "title",
+    "senderRoles",
+    "eventCodes",
+    "schemaVersions",
+    "routing",
+    "correlation",
+    "obfuscation",
+    "customBlockSchema",
+    "retentionDays",
 }
 ROUTING_KEYS = {"primary", "secondary", "secondaryDate", "always"}
 ALWAYS_KEYS = {"roles", "participants"}
 
 # DT-000-InterfaceID of the v2.1.0 API, pinned here so the check runs without the reference.
-V210_CHANNELS = (
+V210_CHANNELS = _words(
     "IF-001 IF-002 IF-003 IF-004 IF-005 IF-006 IF-007 IF-008 IF-009 IF-013 IF-014 IF-015 "
     "IF-016 IF-018 IF-019 IF-020 IF-021 IF-022 IF-023 IF-024 IF-025 IF-026 IF-027 IF-028 "
     "IF-031 IF-032 IF-033 IF-034 IF-035 IF-036 IF-037 IF-038 IF-039 IF-040 IF-041 IF-043 "
     "IF-044 IF-045 IF-047 IF-050 IF-051 IF-061 IF-062 IF-063 IF-064 IF-065 REP-002 REP-002A "
     "REP-002B REP-003 REP-003A REP-004 REP-006 REP-007 REP-008 REP-009 REP-900 REP-901"
-).split()
+)
 
 # Response channel -> the channel whose message it answers (docs/catalogue.md, correlation).
 CORRELATED_PAIRS = {
@@ -63,6 +75,51 @@ CORRELATED_PAIRS = {
     "IF-039": "IF-038",
     "IF-062": "IF-061",
 }
+
+# E2E Solution Architecture 3.6 "Actor Workflows Summary", transcribed with its typos read as
+# meant (IF034 = IF-034, "PUB-006." = PUB-006, wrapped items joined). Numbers are nnn of IF-nnn
+# (Out bound) and PUB-nnn (In bound). "PUB-051 (non-DIP)" and the "Public" row are not DIP roles.
+E2E_3_6_OUT = {
+    "MSA": "005 007 034 038 041",
+    "MSS": "005 007 034 038 041",
+    "UMSO": "007 034",
+    "ADS": "021 015 034 038 041 028",
+    "SDS": "021 034 038 041 028 061 063",
+    "MDR": "062 064 065",
+    "UMSDS": "021 034 028",
+    "MDS": "013 014 040",
+    "LSS": "014 022 023",
+    "REGS": "001 002 003 006 008 009 018 026 032 033 035 036 037 039 043 044 045 020",
+    "SUP": "024 025 027 031 041 019",
+    "LDSO": "",
+    "EES": "",
+}
+E2E_3_6_IN = {
+    "MSA": "003 006 008 018 026 033 035 036 037 039 043 045 047 020",
+    "MSS": "003 004 006 008 018 026 033 035 036 037 039 043 045 047 020",
+    "UMSO": "003 008 033 035 036 037 043",
+    "ADS": "003 006 008 009 016 013 014 018 022 023 024 026 027 033 035 036 037 039 040 041 043 045 047 020",
+    "SDS": "003 006 008 009 013 014 018 022 023 024 026 027 033 035 036 037 039 040 041 043 045 047 020 062 064 065",
+    "MDR": "061 063",
+    "UMSDS": "003 008 013 014 018 022 023 024 027 033 035 036 037 040 043",
+    "MDS": "001 003 008 009 018 021 022 026 036 043 044 045 020",
+    "LSS": "001 008 009 018 021 026 036 043 044",
+    "REGS": "005 007 031 025 034 038 047 040 019",
+    "SUP": "001 002 003 004 006 007 008 009 018 021 022 023 026 028 032 035 036 037 039 041 043 044 047 020",
+    "LDSO": "001 003 006 008 009 013 014 018 019 020 021 026 036 037 040 041 043 044 045 047",
+    "EES": "006 008 009 018 020 026 036 037 039 040 043 044 047 050",
+}
+# The CS row (parent of MDS, LSS, ISD, VAS): its outbound IF-047 is ISD's; all else it lists is
+# already in the MDS and LSS rows.
+E2E_3_6_CS_OUT = {"047": {"ISD"}}
+# Where the catalogue departs from 3.6, with the reason in docs/catalogue.md (S4).
+SENDERS_NOT_IN_3_6 = {
+    "IF-004": {"MSS", "SUP"},
+    "IF-016": {"MDS"},
+    "IF-050": {"REGS"},
+    "IF-051": {"REGS"},
+}
+RECIPIENTS_NOT_IN_3_6 = {"IF-051": {"EES"}}
 
 JSON_POINTER = re.compile(r"^(/([^~/]|~[01])*)+$")
 
@@ -183,8 +240,9 @@ def test_definition_has_exactly_the_contract_keys(interface_id: str) -> None:
     assert set(channel) == CHANNEL_KEYS
     assert set(channel["routing"]) == ROUTING_KEYS
     assert set(channel["routing"]["always"]) == ALWAYS_KEYS
-    assert isinstance(channel["title"], str) and channel["title"] == channel["title"].strip()
+    assert isinstance(channel["title"], str)
     assert channel["title"]
+    assert channel["title"] == channel["title"].strip()
     for key in ("senderRoles", "eventCodes", "schemaVersions"):
         assert isinstance(channel[key], list)
     for key in ("primary", "secondary"):
@@ -223,13 +281,26 @@ def test_channel_has_senders_and_recipients(interface_id: str) -> None:
         assert _recipient_roles(channel), interface_id
 
 
+@pytest.mark.parametrize("interface_id", [i for i in ALL_IDS if i.startswith("IF-")])
+def test_senders_and_recipients_follow_the_e2e_actor_workflow_table(interface_id: str) -> None:
+    # Reports are not in E2E 3.6; their parties are explained in docs/catalogue.md (S5).
+    n = interface_id[3:]
+    senders = {role for role, ids in E2E_3_6_OUT.items() if n in ids.split()}
+    senders |= E2E_3_6_CS_OUT.get(n, set())
+    recipients = {role for role, ids in E2E_3_6_IN.items() if n in ids.split()}
+    channel = _channel(interface_id)
+    assert set(channel["senderRoles"]) == SENDERS_NOT_IN_3_6.get(interface_id, senders)
+    assert set(_recipient_roles(channel)) == RECIPIENTS_NOT_IN_3_6.get(interface_id, recipients)
+
+
 @channel_ids
 def test_secondary_date_is_a_pointer_into_the_custom_block(interface_id: str) -> None:
     routing = _channel(interface_id)["routing"]
     pointer = routing["secondaryDate"]
     if pointer is None:
         return
-    assert isinstance(pointer, str) and JSON_POINTER.match(pointer), pointer
+    assert isinstance(pointer, str)
+    assert JSON_POINTER.match(pointer), pointer
     assert pointer.startswith("/CustomBlock/"), pointer
     assert routing["secondary"], f"{interface_id}: secondaryDate without secondary roles"
 
@@ -237,10 +308,12 @@ def test_secondary_date_is_a_pointer_into_the_custom_block(interface_id: str) ->
 @channel_ids
 def test_event_codes_and_schema_versions_are_well_formed(interface_id: str) -> None:
     channel = _channel(interface_id)
-    assert channel["eventCodes"] and channel["schemaVersions"]
+    assert channel["eventCodes"]
+    assert channel["schemaVersions"]
     assert len(channel["eventCodes"]) == len(set(channel["eventCodes"]))
     for code in channel["eventCodes"]:
         assert re.fullmatch(r"\[[A-Za-z0-9-]+\]", code), code
+        assert len(code) <= 50, code  # DT-004-EventCode maxLength
     for version in channel["schemaVersions"]:
         assert re.fullmatch(r"\d{3}", version), version
 
@@ -250,8 +323,20 @@ def test_defaults_for_obfuscation_schema_and_retention(interface_id: str) -> Non
     channel = _channel(interface_id)
     assert channel["obfuscation"] == {}
     assert channel["customBlockSchema"] is None
-    assert channel["retentionDays"] == 730 and type(channel["retentionDays"]) is int
+    assert type(channel["retentionDays"]) is int
+    assert channel["retentionDays"] == 730
     assert channel["routing"]["always"]["participants"] == []
+
+
+def test_every_definition_loads_as_a_dip_channel() -> None:
+    """The shipped file passes the DIP's own channel checks (skipped if dip is not importable)."""
+    catalogue = pytest.importorskip("dip.catalogue")
+    for channel in _channels():
+        body = json.dumps(channel).encode()
+        assert catalogue.parse_definition(channel["interfaceID"], body).interface_id == channel["interfaceID"]
+    for interface_id, schema in _demo_schemas().items():
+        body = json.dumps({**_channel(interface_id), "customBlockSchema": schema}).encode()
+        catalogue.parse_definition(interface_id, body)
 
 
 def test_if005_creates_and_if006_copies_the_workflow_correlation_id() -> None:
@@ -274,7 +359,10 @@ def test_if005_event_codes_match_the_reference_s0_enum() -> None:
     assert channel["eventCodes"] == events
     assert channel["schemaVersions"] == versions
     assert set(events) == {
-        "[MeterInstall]", "[MeterRemoval]", "[MeterExchange]", "[MeterUpdate]",
+        "[MeterInstall]",
+        "[MeterRemoval]",
+        "[MeterExchange]",
+        "[MeterUpdate]",
         "[MeterHistoryUpdate]",
     }
 
@@ -331,7 +419,7 @@ B030 = {"IHDInstallStatus": "I", "IHDEffectiveFromDate": T0}
 
 
 def _if021_block(periods: int = 48) -> dict[str, Any]:
-    day = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    day = datetime(2026, 11, 22, tzinfo=UTC)
     return {
         "B044": {"issuingDataServiceDIPID": "1109012345"},
         "B067": {"connectionTypeIndicator": "W", "connectionTypeEffectiveFromDate": T0},

@@ -1,0 +1,80 @@
+"""Shared pieces of the benchmarks: start a real `dip serve` process, on-board a sender, build batches."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from dip.testing import AdminClient, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_KEY = "bench-admin-key"
+PG_URL = os.environ.get("DIP_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f" {int(f.readline().split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return f"{platform.machine()} {cpus} vCPU{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+async def fresh_database(name: str) -> str:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+@contextmanager
+def dip_server(database_url: str | None = None, extra: list[str] | None = None) -> Iterator[str]:
+    """Run `dip serve` in its own process (production settings: uvloop, httptools); yield its URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="dip-bench-") as data_dir:
+        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir,
+                "--log-level", "warning", "--demo"]
+        if database_url:
+            args += ["--database-url", database_url]
+        args += extra or []
+        env = dict(os.environ, DIP_ADMIN_API_KEY=ADMIN_KEY)
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stdout.read() if proc.stdout else "dip serve exited")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def admin(url: str) -> AdminClient:
+    return AdminClient(url, ADMIN_KEY)
