@@ -81,6 +81,12 @@ class Channel:
     def to_json(self) -> bytes:
         return encode_definition(self.interface_id, self.definition)
 
+    @property
+    def primary_only(self) -> bool:
+        """Delivered only to the recipients the sender names (so naming none is an error)."""
+        r = self.definition.routing
+        return bool(r.primary) and not r.secondary and not r.always.roles and not r.always.participants
+
     def receiving_roles(self) -> frozenset[str]:
         r = self.definition.routing
         return frozenset(r.primary) | frozenset(r.secondary) | frozenset(r.always.roles)

@@ -13,7 +13,6 @@ so two processes or two restarts never repeat each other in practice.
 
 from __future__ import annotations
 
-import itertools
 import re
 import secrets
 import threading
@@ -35,15 +34,20 @@ _INTERFACE_RE = re.compile(INTERFACE_ID_PATTERN)
 _PARTICIPANT_RE = re.compile(PARTICIPANT_ID_PATTERN)
 _ROLE_RE = re.compile(ROLE_PATTERN)
 
-_counter = itertools.count(secrets.randbits(46))
+_next = secrets.randbits(46)
 _lock = threading.Lock()
 
 
-def _sequence(now: datetime) -> str:
+def _reserve(count: int) -> int:
+    global _next
     with _lock:
-        n = next(_counter)
-    millis = int(now.timestamp() * 1000)
-    return f"{millis & 0xFFFFFFFFFFFF:012x}{n & 0xFFFFFFFFFFFF:012x}"
+        first = _next
+        _next += count
+    return first
+
+
+def _sequence(now: datetime) -> str:
+    return sequences(now, 1)[0]
 
 
 def utc_now() -> datetime:
@@ -53,6 +57,13 @@ def utc_now() -> datetime:
 def timestamp(moment: datetime) -> str:
     """The 25-character ISO 8601 form the API uses: ``2026-11-23T10:15:00+00:00``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def sequences(moment: datetime, count: int) -> list[str]:
+    """``count`` unique hex sequence parts at once (one lock, one clock read)."""
+    first = _reserve(count)
+    millis = f"{int(moment.timestamp() * 1000) & 0xFFFFFFFFFFFF:012x}"
+    return [f"{millis}{(first + i) & 0xFFFFFFFFFFFF:012x}" for i in range(count)]
 
 
 def transaction_id(interface_id: str, sender_id: str, role: str, moment: datetime) -> str:

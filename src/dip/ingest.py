@@ -16,7 +16,7 @@ from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Directory, Participant
 from dip.store.base import MessageRow
-from dip.validation import Checked, Header
+from dip.validation import Checked, Header, payload_bytes
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
@@ -32,7 +32,7 @@ class Caller:
     physical: Participant
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     index: int
     code: Code
@@ -105,30 +105,41 @@ def judge(
     directory: Directory,
     caller: Caller,
     checked: list[Checked],
+    raws: list[bytes],
     now: datetime,
     received_at: int,
 ) -> list[Verdict]:
-    """One verdict per schema-valid message (``checked`` must all have passed the schema stage)."""
+    """One verdict per schema-valid message (``checked`` must all have passed the schema stage).
+
+    ``raws`` are the batch's array items, from which accepted payloads are taken as sent.
+    """
     verdicts: list[Verdict] = []
     seen: set[tuple[str, str]] = set()
+    interface_id = channel.interface_id
+    date = f"{now:%Y%m%d}"
+    sequence = iter(ids.sequences(now, len(checked)))
+    create = channel.correlation == "create"
+    copy = channel.correlation == "copy"
+    latest = now + MAX_FUTURE_SKEW
     for c in checked:
         h = c.header
-        assert h is not None and c.payload is not None
+        assert h is not None
+        seq = next(sequence)
         problem: tuple[Code, str] | None = None
         sender = directory.active(h.sender_id)
         if sender is None:
             problem = Code.SENDER_INVALID, f"senderDIPID '{h.sender_id}' is not an on-boarded DIP participant"
-        if problem is None:
+        elif h.sender_id != caller.physical.id or h.dcp_id is not None:
             problem = _acting_problem(h, caller, directory)
         if problem is None and sender is not None and h.sender_role not in sender.roles:
             problem = Code.SENDER_ROLE_INVALID, f"senderRoleID {h.sender_role} is not a role of '{h.sender_id}'"
         if problem is None and h.sender_role not in channel.sender_roles:
             problem = Code.SENDER_ROLE_INVALID, (
-                f"role {h.sender_role} may not send on {channel.interface_id} "
+                f"role {h.sender_role} may not send on {interface_id} "
                 f"(senders: {', '.join(sorted(channel.sender_roles))})"
             )
         if problem is None:
-            why = ids.sender_reference_problem(h.sur, channel.interface_id, h.sender_id, h.sender_role)
+            why = ids.sender_reference_problem(h.sur, interface_id, h.sender_id, h.sender_role)
             if why is not None:
                 problem = Code.SUR_DUPLICATED, why
             elif (h.sender_id, h.sur) in seen:
@@ -139,42 +150,38 @@ def judge(
                 problem = Code.SENDER_TIMESTAMP_INVALID, (
                     f"senderTimestamp '{h.sender_timestamp}' is not a date-time like 2026-11-23T10:15:00+00:00"
                 )
-            elif sent - now > MAX_FUTURE_SKEW:
+            elif sent > latest:
                 problem = Code.SENDER_TIMESTAMP_INVALID, f"senderTimestamp '{h.sender_timestamp}' is in the future"
         if problem is None:
             cid = h.sender_correlation_id
-            if channel.correlation == "copy" and cid is None:
+            if copy and cid is None:
                 problem = Code.SENDER_CORRELATION_INVALID, (
-                    f"{channel.interface_id} continues a workflow: S1.senderCorrelationID must carry the "
+                    f"{interface_id} continues a workflow: S1.senderCorrelationID must carry the "
                     "correlation ID of the message it answers"
                 )
             elif cid is not None and not ids.is_correlation_id(cid):
                 problem = Code.SENDER_CORRELATION_INVALID, (
                     f"senderCorrelationID '{cid}' is not of the form CI-YYYYMMDD-<hex>"
                 )
-        if problem is None:
+        if problem is None and (h.primary_recipients or channel.primary_only):
             problem = _addressing_problem(h, channel, directory)
         if problem is not None:
             verdicts.append(_reject(c, h, *problem))
             continue
         seen.add((h.sender_id, h.sur))
-        if channel.correlation == "create":
-            correlation_id: str | None = ids.correlation_id(now)
-        else:
-            correlation_id = h.sender_correlation_id
         row = MessageRow(
-            transaction_id=ids.transaction_id(channel.interface_id, h.sender_id, h.sender_role, now),
-            interface_id=channel.interface_id,
-            event_code=h.event_code,
-            schema_version=h.schema_version,
-            sender_id=h.sender_id,
-            sender_role=h.sender_role,
-            dcp_id=h.dcp_id,
-            sur=h.sur,
-            correlation_id=correlation_id,
-            mpan=h.mpan,
-            received_at=received_at,
-            payload=c.payload,
+            f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}",
+            interface_id,
+            h.event_code,
+            h.schema_version,
+            h.sender_id,
+            h.sender_role,
+            h.dcp_id,
+            h.sur,
+            f"CI-{date}-{seq}" if create else h.sender_correlation_id,
+            h.mpan,
+            received_at,
+            payload_bytes(c, raws[c.index]),
         )
         verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row))
     return verdicts

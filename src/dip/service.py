@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -56,6 +57,7 @@ class DipService:
         await self._bootstrap()
         await self.reload(force=True)
         self.checker.start()
+        await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
         self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")
 
     async def stop(self) -> None:
@@ -119,7 +121,7 @@ class DipService:
         return self.settings.service_ticket_url.replace("{transactionID}", transaction_id)
 
     async def ingest(self, channel: Channel, caller: Caller, raws: list[bytes],
-                     now: datetime) -> tuple[int, bytes]:
+                     now: datetime, body: bytes | None = None) -> tuple[int, bytes]:
         """Accept a batch: returns the HTTP status and the StandardResponse body.
 
         400 when any message fails its schema or names another interface (nothing is stored);
@@ -127,13 +129,17 @@ class DipService:
         transaction, and the answer is 201 (all accepted) or 207.
         """
         stamp = ids.timestamp(now)
-        checked = await self.checker.check(spec_for(channel, self.settings.environment), raws)
+        t0 = time.perf_counter()
+        checked = await self.checker.check(spec_for(channel, self.settings.environment), raws, body)
+        t1 = time.perf_counter()
         failed = [c for c in checked if c.code is not None]
         if failed:
             return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
-        verdicts = judge(channel, self.directory, caller, checked, now, micros(now))
+        verdicts = judge(channel, self.directory, caller, checked, raws, now, micros(now))
         accepted = [v for v in verdicts if v.row is not None]
+        t2 = time.perf_counter()
         duplicates = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
+        t3 = time.perf_counter()
         if duplicates:
             dup_index = {accepted[i].index for i in duplicates}
             verdicts = [
@@ -145,7 +151,13 @@ class DipService:
             ]
         items = [self._verdict_item(v, caller, stamp) for v in verdicts]
         status = 201 if all(v.accepted for v in verdicts) else 207
-        return status, standard_response(items, stamp)
+        body = standard_response(items, stamp)
+        log.debug(
+            "%s: %d messages, %d accepted; schema %.3f s, checks %.3f s, store %.3f s, response %.3f s",
+            channel.interface_id, len(raws), len(accepted) - len(duplicates), t1 - t0, t2 - t1, t3 - t2,
+            time.perf_counter() - t3,
+        )
+        return status, body
 
     async def validate(self, channel: Channel, event_code: str, caller: Caller, raws: list[bytes],
                        now: datetime) -> tuple[bool, str]:
@@ -159,7 +171,7 @@ class DipService:
                 problems.append(f"[{c.index}] {Code.SCHEMA_FAILURE.value} /CommonBlock/S0/eventCode "
                                 f"'{c.header.event_code}' is not {event_code}")
         if not problems:
-            for v in judge(channel, self.directory, caller, checked, now, micros(now)):
+            for v in judge(channel, self.directory, caller, checked, raws, now, micros(now)):
                 if not v.accepted:
                     problems.append(f"[{v.index}] {v.code.value} {v.help}")
         if problems:

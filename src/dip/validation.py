@@ -12,8 +12,11 @@ that canonical spelling. Values stay case-sensitive.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
+import re
+from multiprocessing import shared_memory
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +57,7 @@ class Checked(msgspec.Struct, frozen=True, array_like=True):
     help: str | None
     sur: str | None  # best effort, for the error response
     header: Header | None
-    payload: bytes | None  # canonical JSON of the payload object
+    payload: bytes | None  # the payload's JSON when it had to be re-encoded; None: slice it from the raw item
 
 
 @dataclass(frozen=True)
@@ -233,10 +236,11 @@ def check_one(index: int, raw: bytes, spec: CheckSpec, validators: _Validators) 
             sur,
         )
     validator, schema = found
+    sliceable = len(item) == 1 and "payload" in item
     if not validator.is_valid(payload):
         canonical = canonicalize(payload, schema, schema)
         if canonical != payload and validator.is_valid(canonical):
-            payload = canonical
+            payload, sliceable = canonical, False
         else:
             return _fail(index, Code.SCHEMA_FAILURE, _first_error(validator, payload), sur)
     try:
@@ -250,7 +254,7 @@ def check_one(index: int, raw: bytes, spec: CheckSpec, validators: _Validators) 
             f"'{spec.environment}'",
             sur,
         )
-    return Checked(index, None, None, header.sur, header, orjson.dumps(payload))
+    return Checked(index, None, None, header.sur, header, None if sliceable else orjson.dumps(payload))
 
 
 def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> list[Checked]:
@@ -258,8 +262,20 @@ def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> list[Chec
     return [check_one(start + i, raw, spec, validators) for i, raw in enumerate(raws)]
 
 
-def check_chunk_encoded(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> bytes:
-    """check_chunk for a worker process; msgspec-encoded to keep the trip back cheap."""
+def check_shared(spec: CheckSpec, memory_name: str, size: int, start: int, stop: int) -> bytes:
+    """check_chunk in a worker process, reading the batch from shared memory.
+
+    The body is handed over once through shared memory rather than pickled to each worker;
+    the worker splits it itself and checks items ``start:stop``. Results go back msgpack-encoded
+    and without payload bytes (the parent slices payloads from its own copy).
+    """
+    memory = shared_memory.SharedMemory(name=memory_name)
+    try:
+        items = msgspec.json.decode(memory.buf[:size], type=list[msgspec.Raw])
+        raws = [bytes(item) for item in items[start:stop]]
+        del items
+    finally:
+        memory.close()
     return _results_encoder.encode(check_chunk(spec, start, raws))
 
 
@@ -284,21 +300,51 @@ class SchemaChecker:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    async def check(self, spec: CheckSpec, raws: list[bytes]) -> list[Checked]:
-        if self._pool is None or len(raws) < self.parallel_threshold:
-            return check_chunk(spec, 0, raws)
-        import asyncio
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first large batch."""
+        if self._pool is not None:
+            for future in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
+                future.result()
 
+    async def check(self, spec: CheckSpec, raws: list[bytes], body: bytes | None = None) -> list[Checked]:
+        """Check every item; ``body`` (the JSON array ``raws`` came from) enables the worker pool."""
+        if self._pool is None or body is None or len(raws) < self.parallel_threshold:
+            return check_chunk(spec, 0, raws)
         loop = asyncio.get_running_loop()
-        size = -(-len(raws) // self.workers)
-        futures = [
-            loop.run_in_executor(self._pool, check_chunk_encoded, spec, start, raws[start:start + size])
-            for start in range(0, len(raws), size)
-        ]
-        results: list[Checked] = []
-        for encoded in await asyncio.gather(*futures):
-            results.extend(_results_decoder.decode(encoded))
-        return results
+        memory = shared_memory.SharedMemory(create=True, size=max(len(body), 1))
+        try:
+            memory.buf[:len(body)] = body
+            size = -(-len(raws) // self.workers)
+            futures = [
+                loop.run_in_executor(self._pool, check_shared, spec, memory.name, len(body), start,
+                                     min(start + size, len(raws)))
+                for start in range(0, len(raws), size)
+            ]
+            results: list[Checked] = []
+            for encoded in await asyncio.gather(*futures):
+                results.extend(_results_decoder.decode(encoded))
+            return results
+        finally:
+            memory.close()
+            memory.unlink()
+
+
+_PAYLOAD_KEY = re.compile(rb'\s*\{\s*"payload"\s*:')
+
+
+def payload_bytes(checked: Checked, raw: bytes) -> bytes:
+    """The payload's JSON exactly as the sender wrote it, unless the schema stage re-encoded it.
+
+    The item is ``{"payload": VALUE}`` with no other key (the schema stage checked), so VALUE
+    is everything between the colon and the closing brace.
+    """
+    if checked.payload is not None:
+        return checked.payload
+    match = _PAYLOAD_KEY.match(raw)
+    end = raw.rfind(b"}")
+    if match is None or end < match.end():
+        return orjson.dumps(orjson.loads(raw)["payload"])
+    return raw[match.end():end].strip()
 
 
 def split_batch(body: bytes) -> list[bytes] | str:

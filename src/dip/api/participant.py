@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import logging
+import time
+
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -16,6 +19,7 @@ from dip.ingest import Caller, may_send_on
 from dip.validation import split_batch
 
 router = APIRouter()
+log = logging.getLogger("dip.api")
 
 
 @router.post(
@@ -30,6 +34,7 @@ async def send_messages(interface_id: str, request: Request) -> Response:
     dip = service(request)
     settings = dip.settings
     now = datetime.now(UTC)
+    started = time.perf_counter()
     try:
         body = await read_body(request, settings.max_body_bytes)
     except BodyTooLarge:
@@ -37,9 +42,12 @@ async def send_messages(interface_id: str, request: Request) -> Response:
             dip, 413, Code.PROCESSING_FAILED,
             f"413 Payload Too Large: at most {settings.max_body_bytes} bytes per call; send smaller batches",
         )
+    read = time.perf_counter()
     caller = authenticate(dip, request, body)
     if not isinstance(caller, Caller):
         return caller
+    log.debug("%s: read %d bytes in %.3f s, authenticated in %.3f s", interface_id, len(body), read - started,
+              time.perf_counter() - read)
     recipient = caller.principal.id
     channel = dip.catalogue.get(interface_id)
     if channel is None:
@@ -75,7 +83,7 @@ async def send_messages(interface_id: str, request: Request) -> Response:
             f"retry after {wait:.0f} s",
             recipient, headers={"Retry-After": f"{wait:.0f}"},
         )
-    status, response = await dip.ingest(channel, caller, raws, now)
+    status, response = await dip.ingest(channel, caller, raws, now, body)
     return Response(response, status_code=status, media_type=JSON)
 
 

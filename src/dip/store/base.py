@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +29,9 @@ class DirectoryRows:
     admin_keys: list[str]
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRow:
+class MessageRow(NamedTuple):
+    """One accepted message. A tuple, so batches go to executemany/COPY without conversion."""
+
     transaction_id: str
     interface_id: str
     event_code: str

@@ -186,11 +186,7 @@ class PostgresStore:
                         senders, surs,
                     )
                     existing = {(r[0], r[1]) for r in found}
-                    records = [
-                        (r.transaction_id, r.interface_id, r.event_code, r.schema_version, r.sender_id,
-                         r.sender_role, r.dcp_id, r.sur, r.correlation_id, r.mpan, r.received_at, r.payload)
-                        for r in rows if (r.sender_id, r.sur) not in existing
-                    ]
+                    records = rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing]
                     if records:
                         await conn.copy_records_to_table("messages", records=records, columns=_MESSAGE_COLUMNS)
                 return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]

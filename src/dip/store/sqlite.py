@@ -8,6 +8,7 @@ makes it both durable and fast (tens of thousands of rows per commit instead of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -31,6 +32,8 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite")
+        self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite-checkpoint")
+        self._checkpointer: asyncio.Task[None] | None = None
         self._conn: sqlite3.Connection | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -57,6 +60,9 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        # Checkpoints run on their own thread (see _checkpoint) so a big commit is not followed
+        # by copying the whole WAL back into the database on the request's time.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn = conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -78,8 +84,42 @@ class SqliteStore:
 
     async def open(self) -> None:
         await self._run(self._open)
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="dip-sqlite-checkpoint")
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy committed WAL pages into the database in the background, every second when busy."""
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(self._checkpoint_executor, self._checkpoint_connect)
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                await loop.run_in_executor(self._checkpoint_executor, self._checkpoint_once, conn)
+        except asyncio.CancelledError:
+            await loop.run_in_executor(self._checkpoint_executor, conn.close)
+            raise
+
+    def _checkpoint_connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _checkpoint_once(self, conn: sqlite3.Connection) -> None:
+        try:
+            busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_pages > 0 and done == wal_pages and self.path.with_name(self.path.name + "-wal").stat().st_size > (
+                256 << 20
+            ):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (sqlite3.Error, OSError):
+            pass  # retried next second; a failed checkpoint loses nothing
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
+        self._checkpoint_executor.shutdown(wait=True)
         if self._conn is not None:
             await self._run(self.conn.close)
             self._conn = None
@@ -240,23 +280,22 @@ class SqliteStore:
     async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
         def w(c: sqlite3.Connection) -> list[int]:
             existing: set[tuple[str, str]] = set()
-            for start in range(0, len(rows), 400):
-                chunk = rows[start:start + 400]
-                values = ",".join("(?, ?)" for _ in chunk)
-                params = [v for r in chunk for v in (r.sender_id, r.sur)]
-                existing.update(
-                    (a, b) for a, b in c.execute(
-                        f"SELECT sender_id, sur FROM messages WHERE (sender_id, sur) IN (VALUES {values})", params
+            by_sender: dict[str, list[str]] = {}
+            for r in rows:
+                by_sender.setdefault(r.sender_id, []).append(r.sur)
+            for sender_id, surs in by_sender.items():
+                for start in range(0, len(surs), 900):
+                    chunk = surs[start:start + 900]
+                    marks = ",".join("?" * len(chunk))
+                    existing.update(
+                        (sender_id, sur) for (sur,) in c.execute(
+                            f"SELECT sur FROM messages WHERE sender_id = ? AND sur IN ({marks})", [sender_id, *chunk]
+                        )
                     )
-                )
             skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
             c.executemany(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (r.transaction_id, r.interface_id, r.event_code, r.schema_version, r.sender_id,
-                     r.sender_role, r.dcp_id, r.sur, r.correlation_id, r.mpan, r.received_at, r.payload)
-                    for r in rows if (r.sender_id, r.sur) not in existing
-                ),
+                rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing],
             )
             return skipped
 
