@@ -105,6 +105,11 @@ class DipClient:
     def __enter__(self) -> DipClient:
         return self
 
+    def __del__(self) -> None:  # a dropped client must not leak its kept-alive socket
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 

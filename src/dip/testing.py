@@ -36,8 +36,9 @@ def free_port() -> int:
 class RunningDip:
     """A real DIP (uvicorn, real sockets, real store) in a background thread."""
 
-    def __init__(self, settings: Settings, admin_key: str = ADMIN_KEY, start_timeout: float = 30) -> None:
-        port = settings.port if settings.port else free_port()
+    def __init__(self, settings: Settings, admin_key: str = ADMIN_KEY, start_timeout: float = 30,
+                 port: int | None = None) -> None:
+        port = port or free_port()
         self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key)
         self.admin_key = admin_key
         self.url = f"http://127.0.0.1:{port}"
@@ -74,6 +75,12 @@ class AdminClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def put_participant(self, participant_id: str, roles: list[str], name: str | None = None) -> httpx.Response:
         return self.http.put(f"/admin/participants/{participant_id}",

@@ -352,6 +352,10 @@ def split_batch(body: bytes) -> list[bytes] | str:
     try:
         items = msgspec.json.decode(body, type=list[msgspec.Raw])
     except msgspec.ValidationError:
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            return f"the body is not valid JSON: {exc}"
         return 'the body must be a JSON array of messages: [{"payload": {...}}, ...]'
     except msgspec.DecodeError as exc:
         return f"the body is not valid JSON: {exc}"

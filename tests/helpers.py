@@ -1,0 +1,69 @@
+"""Builders shared by the integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dip.client import DipClient, Identity, Response
+from dip.samples import consumption_block, meter_install_block, mpan_core
+from dip.testing import AdminClient
+
+SUP, REGS, MSS, SDS, MDS, LDSO, DCP, OTHER = (
+    "1000000001", "1100000001", "1200000001", "1300000001", "1400000001", "1500000001", "1600000001", "1700000001"
+)
+
+
+def onboard_all(admin: AdminClient) -> dict[str, Identity]:
+    """The usual cast: one participant per role, each with a key and a certificate."""
+    return {
+        "SUP": admin.onboard(SUP, ["SUP"]),
+        "REGS": admin.onboard(REGS, ["REGS"]),
+        "MSS": admin.onboard(MSS, ["MSS"]),
+        "SDS": admin.onboard(SDS, ["SDS"]),
+        "MDS": admin.onboard(MDS, ["MDS"]),
+        "DCP": admin.onboard(DCP, ["DCP"]),
+    }
+
+
+def consumption(client: DipClient, n: int = 1, **kwargs: Any) -> list[dict[str, Any]]:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(n)
+    day = datetime.now(UTC) - timedelta(days=1)
+    sender = kwargs.get("on_behalf_of", (client.identity.participant_id,))[0]
+    return [
+        client.message("IF-021", "[ActivePower]", "011", consumption_block(sender, day, rng), mpan=mpan_core(i),
+                       **kwargs)
+        for i in range(n)
+    ]
+
+
+def meter_install(client: DipClient, **kwargs: Any) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    kwargs.setdefault("primary_recipients", [REGS])
+    return client.message("IF-005", "[MeterInstall]", "011", meter_install_block(datetime.now(UTC)),
+                          mpan=mpan_core(7), **kwargs)
+
+
+def items(response: Response) -> list[dict[str, Any]]:
+    body = response.json()
+    assert set(body) == {"messageArray", "timestamp"}
+    for entry in body["messageArray"]:
+        assert set(entry) == {
+            "transactionID", "senderUniqueReference", "correlationID", "sentTimestamp", "senderID",
+            "recipientID", "DIPConnectionProviderID", "message", "help", "serviceTicketURL",
+        }
+    result: list[dict[str, Any]] = body["messageArray"]
+    return result
+
+
+def codes(response: Response) -> list[str]:
+    return [entry["message"].split(" ", 1)[0] for entry in items(response)]
+
+
+def body_of(payloads: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps([{"payload": p} for p in payloads])
