@@ -442,3 +442,15 @@ def load_reference(directory: Path) -> dict[str, ImportedInterface]:
             folder, names, interface_id, payload, titles.get(interface_id)
         )
     return imported
+
+
+def component_schema(directory: Path, file: str, name: str) -> dict[str, Any]:
+    """Any ``components/schemas`` entry of the reference as a self-contained JSON Schema.
+
+    Used by the conformance tests to check the DIP's own bodies (e.g. ``StandardResponse`` of
+    ``SubmitEvents-unresolved.yaml``) against the official definitions.
+    """
+    folder = _SourceFolder(Path(directory))
+    target = folder.resolve(f"#/components/schemas/{_escape(name)}", file, f"{file}#/components/schemas/{name}")
+    bundle = _Bundle(folder, _DefinitionNames())
+    return bundle.document(bundle.convert(target.node, target.file, target.pointer))

@@ -47,6 +47,7 @@ class DipService:
         self.checker = SchemaChecker(settings.validation_workers)
         self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
         self._version = -1
+        self._channel_bytes: dict[str, bytes] = {}
         self._poller: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
@@ -100,8 +101,13 @@ class DipService:
             )
             channels: dict[str, Channel] = {}
             for interface_id, body in channel_rows:
+                known = self.catalogue.get(interface_id)
+                if known is not None and self._channel_bytes.get(interface_id) == body:
+                    channels[interface_id] = known  # unchanged: keep the parsed, checked channel
+                    continue
                 try:
                     channels[interface_id] = parse_definition(interface_id, body)
+                    self._channel_bytes[interface_id] = body
                 except CatalogueError:
                     log.exception("stored channel %s is not valid; it is unavailable", interface_id)
             self.catalogue = Catalogue(channels)
