@@ -124,7 +124,7 @@ def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
     d = definition
     if d.interfaceID is not None and d.interfaceID != interface_id:
         raise CatalogueError(f"interfaceID '{d.interfaceID}' does not match the path's '{interface_id}'")
-    if not re.match(r"^(PUB|REP)-\d{3}[A-Z]?$", d.publicationID):
+    if not re.fullmatch(r"(PUB|REP)-\d{3}[A-Z]?", d.publicationID):
         raise CatalogueError(f"publicationID '{d.publicationID}' is not PUB-nnn or REP-nnn")
     if not d.senderRoles:
         raise CatalogueError("senderRoles must name at least one role")
@@ -138,16 +138,16 @@ def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
     if not d.eventCodes:
         raise CatalogueError("eventCodes must list at least one event code, e.g. '[MeterInstall]'")
     for code in d.eventCodes:
-        if not _EVENT_CODE.match(code):
+        if not _EVENT_CODE.fullmatch(code):
             raise CatalogueError(f"eventCodes: '{code}' is not of the form '[Name]'")
     if not d.schemaVersions or any(not v or len(v) > 10 for v in d.schemaVersions):
         raise CatalogueError("schemaVersions must list one or more versions of 1 to 10 characters")
-    if d.routing.secondaryDate is not None and not _POINTER.match(d.routing.secondaryDate):
+    if d.routing.secondaryDate is not None and not _POINTER.fullmatch(d.routing.secondaryDate):
         raise CatalogueError(f"routing.secondaryDate '{d.routing.secondaryDate}' is not a JSON pointer")
     for role, pointers in d.obfuscation.items():
         _check_roles("obfuscation", [role])
         for pointer in pointers:
-            if not pointer or not _POINTER.match(pointer):
+            if not pointer or not _POINTER.fullmatch(pointer):
                 raise CatalogueError(f"obfuscation.{role}: '{pointer}' is not a JSON pointer")
     if d.retentionDays < 1:
         raise CatalogueError("retentionDays must be at least 1")

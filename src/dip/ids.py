@@ -28,11 +28,13 @@ PARTICIPANT_ID_PATTERN = r"^[0-9A-Za-z]{10}$"
 ROLE_PATTERN = r"^[A-Z]{3,5}$"
 INTERFACE_ID_PATTERN = r"^(IF|REP)-\d{3}[A-Z]?$"
 
-_SUR_RE = re.compile(r"^S-(?:(IF|REP)-)?(\d{3,4})-([0-9a-fA-F]{10})-([A-Z]{3,5})-(\d{8})-([a-zA-Z0-9]+)$")
-_CORRELATION_RE = re.compile(CORRELATION_ID_PATTERN)
-_INTERFACE_RE = re.compile(INTERFACE_ID_PATTERN)
-_PARTICIPANT_RE = re.compile(PARTICIPANT_ID_PATTERN)
-_ROLE_RE = re.compile(ROLE_PATTERN)
+# The patterns above are JSON Schema (ECMA-262) patterns, where "$" means the very end. In
+# Python "$" also matches before a final newline, so the compiled forms use fullmatch instead.
+_SUR_RE = re.compile(r"S-(?:(IF|REP)-)?(\d{3,4})-([0-9a-fA-F]{10})-([A-Z]{3,5})-(\d{8})-([a-zA-Z0-9]+)")
+_CORRELATION_RE = re.compile(CORRELATION_ID_PATTERN.strip("^$"))
+_INTERFACE_RE = re.compile(INTERFACE_ID_PATTERN.strip("^$"))
+_PARTICIPANT_RE = re.compile(PARTICIPANT_ID_PATTERN.strip("^$"))
+_ROLE_RE = re.compile(ROLE_PATTERN.strip("^$"))
 
 _next = secrets.randbits(46)
 _lock = threading.Lock()
@@ -78,19 +80,19 @@ def correlation_id(moment: datetime) -> str:
 
 
 def is_correlation_id(value: str) -> bool:
-    return len(value) <= CORRELATION_ID_MAX_LENGTH and _CORRELATION_RE.match(value) is not None
+    return len(value) <= CORRELATION_ID_MAX_LENGTH and _CORRELATION_RE.fullmatch(value) is not None
 
 
 def is_interface_id(value: str) -> bool:
-    return _INTERFACE_RE.match(value) is not None
+    return _INTERFACE_RE.fullmatch(value) is not None
 
 
 def is_participant_id(value: str) -> bool:
-    return _PARTICIPANT_RE.match(value) is not None
+    return _PARTICIPANT_RE.fullmatch(value) is not None
 
 
 def is_role(value: str) -> bool:
-    return _ROLE_RE.match(value) is not None
+    return _ROLE_RE.fullmatch(value) is not None
 
 
 def publication_id(interface_id: str) -> str:
@@ -113,7 +115,7 @@ class SenderReference:
 def parse_sender_reference(value: str) -> SenderReference | None:
     if len(value) > SUR_MAX_LENGTH:
         return None
-    m = _SUR_RE.match(value)
+    m = _SUR_RE.fullmatch(value)
     if m is None:
         return None
     return SenderReference(m[1], m[2], m[3], m[4], m[5], m[6])

@@ -42,8 +42,9 @@ DEFAULT_MAX_SKEW = timedelta(minutes=5)
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def content_hash(body: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+def content_hash(body: bytes, sha256: bytes | None = None) -> str:
+    """base64 SHA-256 of ``body`` (or of the body whose digest ``sha256`` is already known)."""
+    return base64.b64encode(sha256 if sha256 is not None else hashlib.sha256(body).digest()).decode("ascii")
 
 
 def string_to_sign(method: str, url: str, date: str, body_hash: str) -> str:
@@ -138,6 +139,7 @@ def verify_request(
     body: bytes,
     now: datetime,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
+    body_sha256: bytes | None = None,
 ) -> SignerCertificate:
     """Check the signature headers of a request; return the signer's certificate.
 
@@ -150,7 +152,7 @@ def verify_request(
         if not value:
             raise SignatureError(f"missing header {name}")
         values[name] = value
-    body_hash = content_hash(body)
+    body_hash = content_hash(body, body_sha256)
     if values[CONTENT_HASH] != body_hash:
         raise SignatureError(f"{CONTENT_HASH} does not match the SHA-256 of the request body")
     signed_at = _parse_date(values[SIGNATURE_DATE])

@@ -207,9 +207,9 @@ def _fail(index: int, code: Code, help_text: str, sur: Any = None) -> Checked:
     return Checked(index, code.value, help_text[:MAX_HELP], sur if isinstance(sur, str) else None, None, None)
 
 
-def check_one(index: int, raw: bytes, spec: CheckSpec, validators: _Validators) -> Checked:
+def check_one(index: int, raw: bytes | msgspec.Raw, spec: CheckSpec, validators: _Validators) -> Checked:
     try:
-        item = orjson.loads(raw)
+        item = orjson.loads(raw if isinstance(raw, bytes) else memoryview(raw))
     except orjson.JSONDecodeError:
         return _fail(index, Code.SCHEMA_FAILURE, "not valid JSON")
     payload = _get_ci(item, "payload")
@@ -257,7 +257,7 @@ def check_one(index: int, raw: bytes, spec: CheckSpec, validators: _Validators) 
     return Checked(index, None, None, header.sur, header, None if sliceable else orjson.dumps(payload))
 
 
-def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes]) -> list[Checked]:
+def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes | msgspec.Raw]) -> list[Checked]:
     validators = _validators(spec)
     return [check_one(start + i, raw, spec, validators) for i, raw in enumerate(raws)]
 
@@ -272,11 +272,12 @@ def check_shared(spec: CheckSpec, memory_name: str, size: int, start: int, stop:
     memory = shared_memory.SharedMemory(name=memory_name)
     try:
         items = msgspec.json.decode(memory.buf[:size], type=list[msgspec.Raw])
-        raws = [bytes(item) for item in items[start:stop]]
-        del items
+        try:
+            return _results_encoder.encode(check_chunk(spec, start, items[start:stop]))
+        finally:
+            del items  # the items point into the shared memory, which cannot close while they live
     finally:
         memory.close()
-    return _results_encoder.encode(check_chunk(spec, start, raws))
 
 
 _results_encoder = msgspec.msgpack.Encoder()

@@ -24,7 +24,7 @@ def normalise(path: str) -> str:
         lowered = part.lower()
         if lowered in _WORDS:
             out.append(lowered)
-        elif _INTERFACE.match(part):
+        elif _INTERFACE.fullmatch(part):
             out.append(part.upper())
         else:
             out.append(part)
