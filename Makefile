@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/dip serve --host 127.0.0.1 --port 8080 --data-dir .dip --demo
 
 ## The whole test suite, PostgreSQL included (DIP_TEST_DATABASE_URL, default postgres@127.0.0.1:5432/test).
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

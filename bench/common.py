@@ -30,7 +30,8 @@ def machine() -> str:
             mem = f" {int(f.readline().split()[1]) // 1024 // 1024} GiB"
     except OSError:
         pass
-    return f"{platform.machine()} {cpus} vCPU{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{platform.machine()} {cpus} vCPU{mem}, {system}, Python {platform.python_version()}"
 
 
 async def fresh_database(name: str) -> str:

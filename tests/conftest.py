@@ -31,7 +31,7 @@ def _pg_available() -> bool:
     async def probe() -> bool:
         try:
             conn = await asyncpg.connect(_admin_url(), timeout=3)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
         await conn.close()
         return True

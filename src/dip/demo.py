@@ -76,7 +76,7 @@ def _still_valid(dip: DipService, profile: Path) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     directory = dip.directory
-    return (
+    return bool(
         directory.api_keys.get(hash_api_key(data["apiKey"])) == data["participantId"]
         and directory.certificates.get(fingerprint(cert)) == data["participantId"]
     )

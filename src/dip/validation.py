@@ -16,10 +16,10 @@ import asyncio
 import multiprocessing
 import os
 import re
-from multiprocessing import shared_memory
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from typing import Any
 
 import jsonschema_rs
@@ -165,7 +165,7 @@ def canonicalize(instance: Any, schema: Any, root: dict[str, Any]) -> Any:
         by_lower = {name.lower(): name for name in props}
         out: dict[str, Any] = {}
         for key, value in instance.items():
-            name = key if key in props else by_lower.get(key.lower(), key)
+            name = key if key in props else by_lower.get(str(key).lower()) or key
             sub = props.get(name)
             out[name] = canonicalize(value, sub[0], sub[1]) if sub else value
         return out
@@ -271,6 +271,7 @@ def check_shared(spec: CheckSpec, memory_name: str, size: int, start: int, stop:
     """
     memory = shared_memory.SharedMemory(name=memory_name)
     try:
+        assert memory.buf is not None
         items = msgspec.json.decode(memory.buf[:size], type=list[msgspec.Raw])
         try:
             return _results_encoder.encode(check_chunk(spec, start, items[start:stop]))
@@ -314,6 +315,7 @@ class SchemaChecker:
         loop = asyncio.get_running_loop()
         memory = shared_memory.SharedMemory(create=True, size=max(len(body), 1))
         try:
+            assert memory.buf is not None
             memory.buf[:len(body)] = body
             size = -(-len(raws) // self.workers)
             futures = [

@@ -57,7 +57,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_demo_then_send_a_first_message(served: tuple[str, Path, list[str]]) -> None:
-    url, data_dir, lines = served
+    _, data_dir, lines = served
     printed = "".join(lines)
     assert "Send a first message" in printed
     profile = data_dir / "demo" / "SDS.json"

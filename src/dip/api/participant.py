@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import logging
 import time
+from datetime import UTC, datetime
 
 import orjson
 from fastapi import APIRouter

@@ -201,7 +201,7 @@ class PostgresStore:
         row = await self.pool.fetchrow(
             f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM messages WHERE transaction_id = $1", transaction_id
         )
-        return None if row is None else MessageRow(*row[:11], bytes(row[11]))
+        return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
 
     async def count_messages(self) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM messages"))

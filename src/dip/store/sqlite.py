@@ -105,10 +105,10 @@ class SqliteStore:
 
     def _checkpoint_once(self, conn: sqlite3.Connection) -> None:
         try:
-            busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if wal_pages > 0 and done == wal_pages and self.path.with_name(self.path.name + "-wal").stat().st_size > (
-                256 << 20
-            ):
+            _, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal_pages > 0 and done == wal_pages and wal.stat().st_size > 256 << 20:
+                # everything is copied back: shrink a WAL that a huge batch made large
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (sqlite3.Error, OSError):
             pass  # retried next second; a failed checkpoint loses nothing
@@ -308,7 +308,7 @@ class SqliteStore:
             row = self.conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE transaction_id = ?", (transaction_id,)
             ).fetchone()
-            return None if row is None else MessageRow(*row[:11], bytes(row[11]))
+            return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
 
         return await self._run(q)
 
