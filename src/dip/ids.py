@@ -127,22 +127,20 @@ def sender_reference_problem(value: str, interface_id: str, sender_id: str, role
     The DIP checks the format and that the interface, participant and role parts agree
     with the message; it does not check the date or the free reference (E2E 4.2.3.1).
     """
-    parsed = parse_sender_reference(value)
-    if parsed is None:
+    m = _SUR_RE.fullmatch(value) if len(value) <= SUR_MAX_LENGTH else None
+    if m is None:
         return (
             f"senderUniqueReference '{value[:60]}' does not match S-IF-nnn-<participant>-<role>-"
             "<YYYYMMDD>-<alphanumeric ref> (at most 200 characters)"
         )
-    kind, _, number = interface_id.partition("-")
-    if parsed.number != number.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") or (parsed.prefix not in (None, kind)):
-        return f"senderUniqueReference interface part '{parsed.number}' does not match channel {interface_id}"
-    if parsed.participant_id != sender_id:
-        return (
-            f"senderUniqueReference participant part '{parsed.participant_id}' "
-            f"does not match senderDIPID '{sender_id}'"
-        )
-    if parsed.role != role:
-        return f"senderUniqueReference role part '{parsed.role}' does not match senderRoleID '{role}'"
+    prefix, number, participant, sur_role = m.group(1, 2, 3, 4)
+    kind, _, channel_number = interface_id.partition("-")
+    if number != channel_number.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") or prefix not in (None, kind):
+        return f"senderUniqueReference interface part '{number}' does not match channel {interface_id}"
+    if participant != sender_id:
+        return f"senderUniqueReference participant part '{participant}' does not match senderDIPID '{sender_id}'"
+    if sur_role != role:
+        return f"senderUniqueReference role part '{sur_role}' does not match senderRoleID '{role}'"
     return None
 
 

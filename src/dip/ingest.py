@@ -8,8 +8,11 @@ correlation, addressing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import msgspec
 
 from dip import ids
 from dip.catalogue import Channel
@@ -19,6 +22,7 @@ from dip.store.base import MessageRow
 from dip.validation import Checked, Header, payload_bytes
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+_UNSEEN: datetime | None = datetime.min
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,7 @@ def judge(
     directory: Directory,
     caller: Caller,
     checked: list[Checked],
-    raws: list[bytes],
+    raws: Sequence[bytes | msgspec.Raw],
     now: datetime,
     received_at: int,
 ) -> list[Verdict]:
@@ -121,6 +125,7 @@ def judge(
     create = channel.correlation == "create"
     copy = channel.correlation == "copy"
     latest = now + MAX_FUTURE_SKEW
+    times: dict[str, datetime | None] = {}  # messages of a batch mostly share their timestamp
     for c in checked:
         h = c.header
         assert h is not None
@@ -145,12 +150,14 @@ def judge(
             elif (h.sender_id, h.sur) in seen:
                 problem = Code.SUR_DUPLICATED, "senderUniqueReference repeats an earlier message in this batch"
         if problem is None:
-            sent = ids.parse_timestamp(h.sender_timestamp)
+            sent = times.get(h.sender_timestamp, _UNSEEN)
+            if sent is _UNSEEN:
+                sent = times[h.sender_timestamp] = ids.parse_timestamp(h.sender_timestamp)
             if sent is None:
                 problem = Code.SENDER_TIMESTAMP_INVALID, (
                     f"senderTimestamp '{h.sender_timestamp}' is not a date-time like 2026-11-23T10:15:00+00:00"
                 )
-            elif sent > latest:
+            elif sent > latest:  # type: ignore[operator]
                 problem = Code.SENDER_TIMESTAMP_INVALID, f"senderTimestamp '{h.sender_timestamp}' is in the future"
         if problem is None:
             cid = h.sender_correlation_id

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -126,7 +127,7 @@ class DipService:
     def ticket_url(self, transaction_id: str) -> str:
         return self.settings.service_ticket_url.replace("{transactionID}", transaction_id)
 
-    async def ingest(self, channel: Channel, caller: Caller, raws: list[bytes],
+    async def ingest(self, channel: Channel, caller: Caller, raws: Sequence[bytes | msgspec.Raw],
                      now: datetime, body: bytes | None = None) -> tuple[int, bytes]:
         """Accept a batch: returns the HTTP status and the StandardResponse body.
 
@@ -165,7 +166,7 @@ class DipService:
         )
         return status, body
 
-    async def validate(self, channel: Channel, event_code: str, caller: Caller, raws: list[bytes],
+    async def validate(self, channel: Channel, event_code: str, caller: Caller, raws: Sequence[bytes | msgspec.Raw],
                        now: datetime) -> tuple[bool, str]:
         """POST /validate: the checks of ingest, without storing anything."""
         checked = await self.checker.check(spec_for(channel, self.settings.environment), raws)

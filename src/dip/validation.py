@@ -308,7 +308,8 @@ class SchemaChecker:
             for future in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
                 future.result()
 
-    async def check(self, spec: CheckSpec, raws: list[bytes], body: bytes | None = None) -> list[Checked]:
+    async def check(self, spec: CheckSpec, raws: Sequence[bytes | msgspec.Raw],
+                    body: bytes | None = None) -> list[Checked]:
         """Check every item; ``body`` (the JSON array ``raws`` came from) enables the worker pool."""
         if self._pool is None or body is None or len(raws) < self.parallel_threshold:
             return check_chunk(spec, 0, raws)
@@ -335,7 +336,7 @@ class SchemaChecker:
 _PAYLOAD_KEY = re.compile(rb'\s*\{\s*"payload"\s*:')
 
 
-def payload_bytes(checked: Checked, raw: bytes) -> bytes:
+def payload_bytes(checked: Checked, raw: bytes | msgspec.Raw) -> bytes:
     """The payload's JSON exactly as the sender wrote it, unless the schema stage re-encoded it.
 
     The item is ``{"payload": VALUE}`` with no other key (the schema stage checked), so VALUE
@@ -343,17 +344,18 @@ def payload_bytes(checked: Checked, raw: bytes) -> bytes:
     """
     if checked.payload is not None:
         return checked.payload
-    match = _PAYLOAD_KEY.match(raw)
-    end = raw.rfind(b"}")
-    if match is None or end < match.end():
-        return orjson.dumps(orjson.loads(raw)["payload"])
-    return raw[match.end():end].strip()
+    view = memoryview(raw)  # type: ignore[arg-type]
+    match = _PAYLOAD_KEY.match(view)  # type: ignore[call-overload]
+    end = len(view) - 1
+    if match is None or end < match.end() or view[end] != ord("}"):
+        return orjson.dumps(orjson.loads(view)["payload"])
+    return bytes(view[match.end():end]).strip()
 
 
-def split_batch(body: bytes) -> list[bytes] | str:
-    """The raw bytes of each array item, or why the body is not a JSON array."""
+def split_batch(body: bytes) -> list[msgspec.Raw] | str:
+    """The raw JSON of each array item (views into ``body``, nothing copied), or why the body is not a JSON array."""
     try:
-        items = msgspec.json.decode(body, type=list[msgspec.Raw])
+        items: list[msgspec.Raw] = msgspec.json.decode(body, type=list[msgspec.Raw])
     except msgspec.ValidationError:
         try:
             msgspec.json.decode(body)
@@ -362,4 +364,4 @@ def split_batch(body: bytes) -> list[bytes] | str:
         return 'the body must be a JSON array of messages: [{"payload": {...}}, ...]'
     except msgspec.DecodeError as exc:
         return f"the body is not valid JSON: {exc}"
-    return [bytes(item) for item in items]
+    return items

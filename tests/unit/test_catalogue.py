@@ -135,6 +135,9 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         ("eventCodes", ["Appointment"], "eventCodes: 'Appointment' is not of the form '[Name]'"),
         ("eventCodes", ["[Appoint ment]"], "eventCodes: '[Appoint ment]' is not of the form '[Name]'"),
         ("eventCodes", [], "eventCodes must list at least one event code"),
+        ("eventCodes", ["[Appointment]\n"], "is not of the form '[Name]'"),
+        ("senderRoles", ["MSS\n"], "is not a role ID"),
+        ("publicationID", "PUB-909\n", "is not PUB-nnn"),
         ("schemaVersions", [], "schemaVersions must list"),
         ("schemaVersions", [""], "schemaVersions must list"),
         ("publicationID", "PUB-9", "publicationID 'PUB-9' is not PUB-nnn"),
@@ -156,7 +159,9 @@ def test_bad_definition_is_rejected_naming_the_problem(path: str, value: Any, ex
     assert expected in rejection(_with(path, value))
 
 
-@pytest.mark.parametrize("interface_id", ["IF-5", "IF-0005", "if-909", "PUB-909", "IF909", "", "REP-002AB"])
+@pytest.mark.parametrize(
+    "interface_id", ["IF-5", "IF-0005", "if-909", "PUB-909", "IF909", "", "REP-002AB", "IF-909\n"]
+)
 def test_bad_interface_id_is_rejected(interface_id: str) -> None:
     message = rejection(example(), interface_id)
 

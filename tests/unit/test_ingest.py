@@ -59,7 +59,7 @@ def make_channel(interface_id: str = "IF-909", **overrides: Any) -> Channel:
 
 
 PRIMARY_ONLY = make_channel()
-COPY = make_channel("IF-910", correlation="copy", routing={"always": {"roles": ["MDS"]}})
+COPY = make_channel("IF-910", correlation="copy", routing={"primary": ["REGS"], "always": {"roles": ["MDS"]}})
 NONE = make_channel("IF-911", correlation="none", routing={"primary": ["REGS"], "always": {"roles": ["MDS"]}})
 SUP_ONLY = make_channel("IF-912", senderRoles=["SUP"], routing={"always": {"roles": ["MDS"]}})
 
@@ -137,7 +137,7 @@ def accepted(channel: Channel, by: Caller, payload: dict[str, Any], now: datetim
 
 
 def test_accepted_message_row_carries_ids_header_and_the_payload_as_sent() -> None:
-    payload_text = orjson.dumps(message()).decode().replace(":", " :  ")
+    payload_text = orjson.dumps(message()).decode().replace('":', '" :\t ')
     raw = ('{"payload":   ' + payload_text + "\n}").encode()
 
     [verdict] = run(PRIMARY_ONLY, caller(SUP), raw)
@@ -342,7 +342,7 @@ def test_sur_of_a_rejected_message_may_be_used_again_in_the_batch() -> None:
 
 
 @pytest.mark.parametrize("timestamp", ["2026-11-23X10:15:00+00:00", "2026-13-23T10:15:00+00:00",
-                                       "not a timestamp, 25 chars", "2026-11-23T10:15:00.0000000"])
+                                       "not a timestamp, 25 chars", "2026-11-23T10:15:00.00000"])
 def test_unparseable_timestamp_is_msg1007(timestamp: str) -> None:
     help_text = rejected(PRIMARY_ONLY, caller(SUP), message(timestamp=timestamp), Code.SENDER_TIMESTAMP_INVALID)
 
@@ -424,7 +424,7 @@ def test_named_recipients_are_checked_on_channels_with_other_routing_too() -> No
 
 
 def test_checks_run_in_order_sender_provider_role_sur_timestamp_correlation_addressing() -> None:
-    bad = {"timestamp": "2027-01-01T00:00:00+00:00", "correlation": "CI-bad", "primary": [OUTSIDER]}
+    bad: dict[str, Any] = {"timestamp": "2027-01-01T00:00:00+00:00", "correlation": "CI-bad", "primary": [OUTSIDER]}
 
     assert one(COPY, caller(SUP), message(COPY, sender=OUTSIDER, role="MSS", **bad)).code == Code.SENDER_INVALID
     assert one(COPY, caller(SUP), message(COPY, dcp=DCP, role="MSS", **bad)).code == Code.CONNECTION_PROVIDER_INVALID

@@ -28,31 +28,32 @@ VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 URL = "https://dip.example.com/dip-channel/IF-005"
 BODY = b'[{"payload": {"CommonBlock": {}, "CustomBlock": {}}}]'
 NOW = datetime.now(UTC).replace(microsecond=0)
+Identity = tuple[signing.SigningKey, bytes]
 HEADER_NAMES = (signing.SIGNATURE, signing.SIGNATURE_DATE, signing.CONTENT_HASH, signing.SIGNATURE_CERTIFICATE)
 
 
-def _ec_identity() -> tuple[signing.SigningKey, bytes]:
+def _ec_identity() -> Identity:
     key_pem, cert_pem = signing.generate_identity("1000000001")
     return signing.load_private_key_pem(key_pem), cert_pem
 
 
-def _rsa_identity() -> tuple[signing.SigningKey, bytes]:
+def _rsa_identity() -> Identity:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_pem, cert_pem = signing.generate_identity("1000000002", key=key)
     return signing.load_private_key_pem(key_pem), cert_pem
 
 
 @pytest.fixture(scope="module", params=["ec-p256", "rsa-2048"])
-def identity(request: pytest.FixtureRequest) -> tuple[signing.SigningKey, bytes]:
+def identity(request: pytest.FixtureRequest) -> Identity:
     return _ec_identity() if request.param == "ec-p256" else _rsa_identity()
 
 
 @pytest.fixture(scope="module")
-def ec_identity() -> tuple[signing.SigningKey, bytes]:
+def ec_identity() -> Identity:
     return _ec_identity()
 
 
-def _signed(identity: tuple[signing.SigningKey, bytes], method: str = "POST", url: str = URL,
+def _signed(identity: Identity, method: str = "POST", url: str = URL,
             body: bytes = BODY, at: datetime = NOW) -> dict[str, str]:
     key, cert_pem = identity
     return signing.sign_headers(key, cert_pem, method, url, body, now=at)
@@ -83,7 +84,7 @@ def _rejects(headers: dict[str, str], *, method: str = "POST", url: str = URL, b
 # --- round trip ----------------------------------------------------------------------------------------
 
 
-def test_signed_request_verifies_and_names_the_signer(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_signed_request_verifies_and_names_the_signer(identity: Identity) -> None:
     _, cert_pem = identity
     headers = _signed(identity)
 
@@ -94,7 +95,7 @@ def test_signed_request_verifies_and_names_the_signer(identity: tuple[signing.Si
     assert signer.fingerprint == cert.fingerprint(hashes.SHA256()).hex()
 
 
-def test_sign_headers_produce_the_four_headers_in_the_pinned_forms(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_sign_headers_produce_the_four_headers_in_the_pinned_forms(ec_identity: Identity) -> None:
     _, cert_pem = ec_identity
     headers = _signed(ec_identity, at=datetime(2026, 11, 23, 10, 15, 0, 500_000, tzinfo=UTC))
 
@@ -114,29 +115,29 @@ def test_empty_body_is_hashed_as_zero_bytes() -> None:
     assert signing.content_hash(b"") == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 
 
-def test_empty_body_request_verifies(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_empty_body_request_verifies(identity: Identity) -> None:
     headers = _signed(identity, method="DELETE", url=URL + "/pubconfig/1000000001", body=b"")
 
     signing.verify_request(headers, "DELETE", URL + "/pubconfig/1000000001", b"", NOW)
 
 
-def test_url_case_differences_still_verify(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_url_case_differences_still_verify(identity: Identity) -> None:
     headers = _signed(identity, url="https://DIP.example.com/Dip-Channel/if-005")
 
     signing.verify_request(headers, "POST", "https://dip.example.com/dip-channel/IF-005", BODY, NOW)
 
 
-def test_method_case_differences_still_verify(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_method_case_differences_still_verify(identity: Identity) -> None:
     signing.verify_request(_signed(identity, method="post"), "POST", URL, BODY, NOW)
 
 
-def test_date_up_to_five_minutes_either_side_verifies(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_date_up_to_five_minutes_either_side_verifies(ec_identity: Identity) -> None:
     for skew in (timedelta(minutes=-5), timedelta(minutes=5), timedelta(seconds=-299), timedelta(seconds=299)):
         signing.verify_request(_signed(ec_identity, at=NOW + skew), "POST", URL, BODY, NOW)
 
 
 def test_header_names_are_matched_case_insensitively_by_a_request_headers_mapping(
-    ec_identity: tuple[signing.SigningKey, bytes],
+    ec_identity: Identity,
 ) -> None:
     from starlette.datastructures import Headers
 
@@ -149,7 +150,7 @@ def test_header_names_are_matched_case_insensitively_by_a_request_headers_mappin
 
 
 @pytest.mark.parametrize("missing", HEADER_NAMES)
-def test_missing_header_is_named(ec_identity: tuple[signing.SigningKey, bytes], missing: str) -> None:
+def test_missing_header_is_named(ec_identity: Identity, missing: str) -> None:
     headers = _signed(ec_identity)
     del headers[missing]
 
@@ -157,21 +158,21 @@ def test_missing_header_is_named(ec_identity: tuple[signing.SigningKey, bytes], 
 
 
 @pytest.mark.parametrize("missing", HEADER_NAMES)
-def test_empty_header_counts_as_missing(ec_identity: tuple[signing.SigningKey, bytes], missing: str) -> None:
+def test_empty_header_counts_as_missing(ec_identity: Identity, missing: str) -> None:
     headers = _signed(ec_identity)
     headers[missing] = ""
 
     assert _rejects(headers) == f"missing header {missing}"
 
 
-def test_tampered_body_fails_the_content_hash(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_tampered_body_fails_the_content_hash(identity: Identity) -> None:
     message = _rejects(_signed(identity), body=BODY.replace(b"CustomBlock", b"CustomBlocK"))
 
     assert signing.CONTENT_HASH in message
     assert "body" in message
 
 
-def test_tampered_body_with_matching_hash_fails_the_signature(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_tampered_body_with_matching_hash_fails_the_signature(identity: Identity) -> None:
     tampered = BODY + b" "
     headers = _signed(identity)
     headers[signing.CONTENT_HASH] = signing.content_hash(tampered)
@@ -182,21 +183,21 @@ def test_tampered_body_with_matching_hash_fails_the_signature(identity: tuple[si
     assert "does not verify" in message
 
 
-def test_different_url_fails(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_different_url_fails(identity: Identity) -> None:
     message = _rejects(_signed(identity), url="https://dip.example.com/dip-channel/IF-006")
 
     assert "does not verify" in message
     assert "https://dip.example.com/dip-channel/if-006" in message
 
 
-def test_different_method_fails(identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_different_method_fails(identity: Identity) -> None:
     message = _rejects(_signed(identity), method="PUT")
 
     assert "does not verify" in message
     assert "PUT" in message
 
 
-def test_different_date_header_fails(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_different_date_header_fails(ec_identity: Identity) -> None:
     headers = _signed(ec_identity)
     headers[signing.SIGNATURE_DATE] = signing.format_date(NOW + timedelta(seconds=1))
 
@@ -205,7 +206,7 @@ def test_different_date_header_fails(ec_identity: tuple[signing.SigningKey, byte
 
 @pytest.mark.parametrize("skew", [timedelta(minutes=5, seconds=1), -timedelta(minutes=5, seconds=1),
                                   timedelta(hours=2), -timedelta(days=1)])
-def test_date_more_than_five_minutes_away_fails(ec_identity: tuple[signing.SigningKey, bytes],
+def test_date_more_than_five_minutes_away_fails(ec_identity: Identity,
                                                 skew: timedelta) -> None:
     headers = _signed(ec_identity, at=NOW + skew)
 
@@ -216,7 +217,7 @@ def test_date_more_than_five_minutes_away_fails(ec_identity: tuple[signing.Signi
 
 
 @pytest.mark.parametrize("date", ["yesterday", "2026-11-23T10:15:00"])
-def test_unreadable_or_offsetless_date_fails(ec_identity: tuple[signing.SigningKey, bytes], date: str) -> None:
+def test_unreadable_or_offsetless_date_fails(ec_identity: Identity, date: str) -> None:
     headers = _signed(ec_identity)
     headers[signing.SIGNATURE_DATE] = date
 
@@ -242,7 +243,7 @@ def test_not_yet_valid_certificate_fails() -> None:
     assert "certificate is not valid now" in message
 
 
-def test_signature_by_another_key_than_the_certificates_fails(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_signature_by_another_key_than_the_certificates_fails(ec_identity: Identity) -> None:
     _, cert_pem = ec_identity
     other_key, _ = _ec_identity()
 
@@ -251,21 +252,21 @@ def test_signature_by_another_key_than_the_certificates_fails(ec_identity: tuple
     assert "does not verify" in message
 
 
-def test_garbage_base64_signature_fails(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_garbage_base64_signature_fails(ec_identity: Identity) -> None:
     headers = _signed(ec_identity)
     headers[signing.SIGNATURE] = "not*base64!"
 
     assert _rejects(headers) == f"{signing.SIGNATURE} is not base64"
 
 
-def test_garbage_base64_certificate_fails(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_garbage_base64_certificate_fails(ec_identity: Identity) -> None:
     headers = _signed(ec_identity)
     headers[signing.SIGNATURE_CERTIFICATE] = "not*base64!"
 
     assert _rejects(headers) == f"{signing.SIGNATURE_CERTIFICATE} is not base64"
 
 
-def test_certificate_header_that_is_not_a_certificate_fails(ec_identity: tuple[signing.SigningKey, bytes]) -> None:
+def test_certificate_header_that_is_not_a_certificate_fails(ec_identity: Identity) -> None:
     headers = _signed(ec_identity)
     headers[signing.SIGNATURE_CERTIFICATE] = base64.b64encode(b"hello, I am a certificate").decode()
 
@@ -275,7 +276,7 @@ def test_certificate_header_that_is_not_a_certificate_fails(ec_identity: tuple[s
 def test_load_certificate_pem_rejects_a_private_key() -> None:
     key_pem, _ = signing.generate_identity("1000000001")
 
-    with pytest.raises(SignatureError, match="not a PEM X.509 certificate"):
+    with pytest.raises(SignatureError, match=r"not a PEM X\.509 certificate"):
         signing.load_certificate_pem(key_pem)
 
 
@@ -304,7 +305,9 @@ def test_vector_key_and_certificate_belong_together() -> None:
     key = _vector_key()
 
     assert key.key_size == 2048
-    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    public_key = cert.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert public_key.public_numbers() == key.public_key().public_numbers()
     assert cert.not_valid_before_utc == datetime(2020, 1, 1, tzinfo=UTC)
     assert cert.not_valid_after_utc == datetime(2100, 1, 1, tzinfo=UTC)
 

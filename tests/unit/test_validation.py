@@ -457,7 +457,10 @@ def test_every_listed_event_code_of_an_accepted_definition_can_be_sent() -> None
 
 
 def test_split_batch_gives_each_items_exact_bytes() -> None:
-    assert split_batch(b' [ {"a" : 1} ,\n[2], "x" ] ') == [b'{"a" : 1}', b"[2]", b'"x"']
+    items = split_batch(b' [ {"a" : 1} ,\n[2], "x" ] ')
+
+    assert not isinstance(items, str)
+    assert [bytes(i) for i in items] == [b'{"a" : 1}', b"[2]", b'"x"']
     assert split_batch(b"[]") == []
 
 
