@@ -158,6 +158,9 @@ def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
             if code != "*" and code not in d.eventCodes:
                 raise CatalogueError(f"payloadSchemas has '{code}', which is not in eventCodes")
             _check_schema(f"payloadSchemas[{code}]", schema)
+        missing = [code for code in d.eventCodes if code not in d.payloadSchemas]
+        if missing and "*" not in d.payloadSchemas:
+            raise CatalogueError(f"payloadSchemas has no schema for {', '.join(missing)} (or '*' for any)")
     encoded = encode_definition(interface_id, d)
     return Channel(
         interface_id=interface_id,

@@ -149,9 +149,12 @@ def make_sender_reference(interface_id: str, sender_id: str, role: str, moment: 
     return f"S-{interface_id}-{sender_id}-{role}-{moment.astimezone(UTC):%Y%m%d}-{ref}"
 
 
+_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}")
+
+
 def parse_timestamp(value: str) -> datetime | None:
-    """Parse an API timestamp (25 characters with an offset); None when it is not one."""
-    if len(value) != 25 or value[10] != "T":
+    """Parse an API timestamp (``2026-11-23T10:15:00+00:00``: 25 characters, seconds, offset); None when it is not one."""
+    if _TIMESTAMP_RE.fullmatch(value) is None:
         return None
     try:
         parsed = datetime.fromisoformat(value)

@@ -84,6 +84,11 @@ def _acting_problem(h: Header, caller: Caller, directory: Directory) -> tuple[Co
 def _addressing_problem(h: Header, channel: Channel, directory: Directory) -> tuple[Code, str] | None:
     routing = channel.definition.routing
     named = [r for r in h.primary_recipients if r is not None]
+    if named and not routing.primary:
+        return Code.ROUTING_ERROR, (
+            f"{channel.interface_id} is not addressed by the sender (the DIP finds its recipients); "
+            "leave A0.primaryRecipients empty"
+        )
     if routing.primary:
         for recipient in named:
             participant = directory.active(recipient)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import re
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -125,9 +124,15 @@ def _get_ci(obj: object, name: str) -> Any:
 
 
 def _resolve(schema: Any, root: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Follow local $refs ("#/..."); returns (schema, resource root)."""
+    """Follow local $refs ("#/..."); returns (schema, resource root).
+
+    A schema with its own ``$id`` (an embedded custom-block schema) is a resource of its own:
+    its "#/..." references point into it, not into the whole-payload schema.
+    """
     seen = 0
     while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
+        if "$id" in schema:
+            root = schema
         ref = schema["$ref"]
         if not ref.startswith("#"):
             break
@@ -166,6 +171,8 @@ def canonicalize(instance: Any, schema: Any, root: dict[str, Any]) -> Any:
         out: dict[str, Any] = {}
         for key, value in instance.items():
             name = key if key in props else by_lower.get(str(key).lower()) or key
+            if name in out:
+                return instance  # two keys differing only in case: ambiguous, leave it to fail
             sub = props.get(name)
             out[name] = canonicalize(value, sub[0], sub[1]) if sub else value
         return out
@@ -236,11 +243,10 @@ def check_one(index: int, raw: bytes | msgspec.Raw, spec: CheckSpec, validators:
             sur,
         )
     validator, schema = found
-    sliceable = len(item) == 1 and "payload" in item
     if not validator.is_valid(payload):
         canonical = canonicalize(payload, schema, schema)
         if canonical != payload and validator.is_valid(canonical):
-            payload, sliceable = canonical, False
+            payload = canonical
         else:
             return _fail(index, Code.SCHEMA_FAILURE, _first_error(validator, payload), sur)
     try:
@@ -254,7 +260,18 @@ def check_one(index: int, raw: bytes | msgspec.Raw, spec: CheckSpec, validators:
             f"'{spec.environment}'",
             sur,
         )
-    return Checked(index, None, None, header.sur, header, None if sliceable else orjson.dumps(payload))
+    # What is stored must be exactly what was validated. When the item is the compact form of the
+    # validated payload (what orjson, and most compact serialisers, write), the parent takes the
+    # bytes from its own copy of the body and nothing travels back from a worker; otherwise
+    # (whitespace, duplicate keys, other key spellings, other number forms) the re-encoded
+    # payload is stored.
+    encoded = orjson.dumps(payload)
+    view = memoryview(raw)  # type: ignore[arg-type]
+    sliceable = (
+        len(view) == len(encoded) + _WRAPPER and view[:_PREFIX] == b'{"payload":' and view[-1] == _BRACE
+        and view[_PREFIX:-1] == encoded
+    )
+    return Checked(index, None, None, header.sur, header, None if sliceable else encoded)
 
 
 def check_chunk(spec: CheckSpec, start: int, raws: Sequence[bytes | msgspec.Raw]) -> list[Checked]:
@@ -333,23 +350,20 @@ class SchemaChecker:
             memory.unlink()
 
 
-_PAYLOAD_KEY = re.compile(rb'\s*\{\s*"payload"\s*:')
+_PREFIX = len(b'{"payload":')
+_WRAPPER = _PREFIX + 1
+_BRACE = ord("}")
 
 
 def payload_bytes(checked: Checked, raw: bytes | msgspec.Raw) -> bytes:
-    """The payload's JSON exactly as the sender wrote it, unless the schema stage re-encoded it.
+    """The validated payload's JSON: re-encoded by the schema stage, or taken from the item.
 
-    The item is ``{"payload": VALUE}`` with no other key (the schema stage checked), so VALUE
-    is everything between the colon and the closing brace.
+    ``checked.payload`` is None only when the item is exactly ``{"payload":`` + the compact
+    payload + ``}`` (see check_one), so the payload is the item without that wrapper.
     """
     if checked.payload is not None:
         return checked.payload
-    view = memoryview(raw)  # type: ignore[arg-type]
-    match = _PAYLOAD_KEY.match(view)  # type: ignore[call-overload]
-    end = len(view) - 1
-    if match is None or end < match.end() or view[end] != ord("}"):
-        return orjson.dumps(orjson.loads(view)["payload"])
-    return bytes(view[match.end():end]).strip()
+    return bytes(memoryview(raw)[_PREFIX:-1])  # type: ignore[arg-type]
 
 
 def split_batch(body: bytes) -> list[msgspec.Raw] | str:

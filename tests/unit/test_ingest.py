@@ -136,7 +136,7 @@ def accepted(channel: Channel, by: Caller, payload: dict[str, Any], now: datetim
 # --- accepted messages ----------------------------------------------------------------------------------
 
 
-def test_accepted_message_row_carries_ids_header_and_the_payload_as_sent() -> None:
+def test_accepted_message_row_carries_ids_header_and_the_validated_payload() -> None:
     payload_text = orjson.dumps(message()).decode().replace('":', '" :\t ')
     raw = ('{"payload":   ' + payload_text + "\n}").encode()
 
@@ -155,7 +155,7 @@ def test_accepted_message_row_carries_ids_header_and_the_payload_as_sent() -> No
     assert row.sur == "S-IF-909-1000000001-SUP-20261123-r1"
     assert row.mpan == "1234567890123"
     assert row.received_at == RECEIVED_AT
-    assert row.payload == payload_text.encode()
+    assert row.payload == orjson.dumps(orjson.loads(payload_text))
 
 
 def test_every_accepted_message_gets_its_own_transaction_id() -> None:
