@@ -153,7 +153,7 @@ _TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}"
 
 
 def parse_timestamp(value: str) -> datetime | None:
-    """Parse an API timestamp (``2026-11-23T10:15:00+00:00``: 25 characters, seconds, offset); None when it is not one."""
+    """Parse an API timestamp (``2026-11-23T10:15:00+00:00``); None when it is not one."""
     if _TIMESTAMP_RE.fullmatch(value) is None:
         return None
     try:

@@ -268,8 +268,8 @@ def check_one(index: int, raw: bytes | msgspec.Raw, spec: CheckSpec, validators:
     encoded = orjson.dumps(payload)
     view = memoryview(raw)  # type: ignore[arg-type]
     sliceable = (
-        len(view) == len(encoded) + _WRAPPER and view[:_PREFIX] == b'{"payload":' and view[-1] == _BRACE
-        and view[_PREFIX:-1] == encoded
+        len(view) == len(encoded) + _WRAPPER and view[:_PREFIX].tobytes() == b'{"payload":'
+        and view[-1] == _BRACE and view[_PREFIX:-1] == encoded
     )
     return Checked(index, None, None, header.sur, header, None if sliceable else encoded)
 
