@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from dip.ratelimit import MessageRateLimiter
 from dip.responses import item, standard_response
 from dip.signing import load_certificate_pem
 from dip.store import ParticipantRow, Store, open_store
-from dip.validation import Checked, SchemaChecker, spec_for
+from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
 
 log = logging.getLogger("dip")
 
@@ -60,6 +61,7 @@ class DipService:
         await self.reload(force=True)
         self.checker.start()
         await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
+        gc.freeze()  # what start-up built lives for ever: keep it out of every later collection
         self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")
 
     async def stop(self) -> None:
@@ -142,7 +144,8 @@ class DipService:
         failed = [c for c in checked if c.code is not None]
         if failed:
             return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
-        verdicts = judge(channel, self.directory, caller, checked, raws, now, micros(now))
+        with paused_gc():
+            verdicts = judge(channel, self.directory, caller, checked, raws, now, micros(now))
         accepted = [v for v in verdicts if v.row is not None]
         t2 = time.perf_counter()
         duplicates = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
