@@ -247,7 +247,10 @@ def check_one(index: int, raw: bytes | msgspec.Raw | memoryview, spec: CheckSpec
         )
     validator, schema = found
     if not validator.is_valid(payload):
-        canonical = canonicalize(payload, schema, schema)
+        try:
+            canonical = canonicalize(payload, schema, schema)
+        except RecursionError:
+            canonical = payload
         if canonical != payload and validator.is_valid(canonical):
             payload = canonical
         else:
@@ -412,4 +415,6 @@ def split_batch(body: bytes) -> list[msgspec.Raw] | str:
         return 'the body must be a JSON array of messages: [{"payload": {...}}, ...]'
     except msgspec.DecodeError as exc:
         return f"the body is not valid JSON: {exc}"
+    except RecursionError:
+        return "the body is nested too deeply to be a batch of DIP messages"
     return items

@@ -13,8 +13,11 @@ from starlette.responses import JSONResponse, Response
 
 from dip import __version__
 from dip.api import admin, participant
+from dip.api.common import error_response
 from dip.api.paths import CaseInsensitivePaths
+from dip.codes import Code
 from dip.config import Settings
+from dip.exceptions import StoreError
 from dip.service import DipService
 
 log = logging.getLogger("dip.api")
@@ -63,6 +66,17 @@ def create_app(
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{'/'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return JSONResponse({"detail": problems}, status_code=400)
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> Response:
+        # The database is down or failing: nothing was acknowledged, so the sender may retry.
+        log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            request.app.state.dip, 503, Code.PROCESSING_FAILED,
+            "503 Service Unavailable: the DIP cannot reach its database; nothing in this request was "
+            "accepted. Retry with back-off.",
+            headers={"Retry-After": "5"},
+        )
 
     app.add_middleware(CaseInsensitivePaths)
     return app

@@ -8,8 +8,11 @@ then retried, and the second read finds the winner's row.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -23,6 +26,30 @@ _MESSAGE_COLUMNS = [
 ]
 _MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'state_version'; SELECT pg_notify('dip_state', '')"
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError,
+)
+
+
+def _translated(method: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Driver errors become StoreError (UniqueViolation for a unique key) at the store's boundary."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from exc
+        except StoreError:
+            raise
+        except _CONNECTION_ERRORS as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
 
 
 class PostgresStore:
@@ -76,9 +103,11 @@ class PostgresStore:
         except asyncpg.PostgresError as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
+    @_translated
     async def state_version(self) -> int:
         return int(await self.pool.fetchval("SELECT value FROM meta WHERE key = 'state_version'"))
 
+    @_translated
     async def load_directory(self) -> DirectoryRows:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             participants = await conn.fetch("SELECT id, name, roles, active FROM participants")
@@ -94,10 +123,12 @@ class PostgresStore:
             admin_keys=[r[0] for r in admins],
         )
 
+    @_translated
     async def load_channels(self) -> list[tuple[str, bytes]]:
         rows = await self.pool.fetch("SELECT interface_id, definition FROM channels")
         return [(r[0], bytes(r[1])) for r in rows]
 
+    @_translated
     async def put_participant(self, row: ParticipantRow, now: int) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             created = await conn.fetchval(
@@ -110,6 +141,7 @@ class PostgresStore:
             await conn.execute(_BUMP)
         return bool(created)
 
+    @_translated
     async def offboard_participant(self, participant_id: str, channel_updates: list[tuple[str, bytes]],
                                    now: int) -> bool:
         statements: list[tuple[str, tuple[Any, ...]]] = [
@@ -124,9 +156,11 @@ class PostgresStore:
         results = await self._write(statements)
         return results[0] != "UPDATE 0"
 
+    @_translated
     async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None:
         await self._write([("INSERT INTO api_keys VALUES ($1, $2, $3)", (key_hash, participant_id, now))])
 
+    @_translated
     async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
                               now: int) -> bool:
         results = await self._write([(
@@ -135,12 +169,14 @@ class PostgresStore:
         )])
         return results[0] == "INSERT 0 1"
 
+    @_translated
     async def certificate_holder(self, fingerprint: str) -> str | None:
         value = await self.pool.fetchval(
             "SELECT participant_id FROM certificates WHERE fingerprint = $1", fingerprint
         )
         return None if value is None else str(value)
 
+    @_translated
     async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
                                       now: int) -> None:
         if roles:
@@ -155,9 +191,11 @@ class PostgresStore:
                 (participant_id, dcp_id),
             )])
 
+    @_translated
     async def add_admin_key(self, key_hash: str, now: int) -> None:
         await self._write([("INSERT INTO admin_keys VALUES ($1, $2) ON CONFLICT DO NOTHING", (key_hash, now))])
 
+    @_translated
     async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             created = await conn.fetchval(
@@ -168,10 +206,12 @@ class PostgresStore:
             await conn.execute(_BUMP)
         return bool(created)
 
+    @_translated
     async def delete_channel(self, interface_id: str) -> bool:
         results = await self._write([("DELETE FROM channels WHERE interface_id = $1", (interface_id,))])
         return results[0] != "DELETE 0"
 
+    @_translated
     async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
         if not rows:
             return []
@@ -193,15 +233,15 @@ class PostgresStore:
             except asyncpg.UniqueViolationError as exc:
                 if attempt == 4:
                     raise UniqueViolation(str(exc)) from exc
-            except (asyncpg.PostgresError, OSError) as exc:
-                raise StoreError(f"PostgreSQL: {exc}") from exc
         raise AssertionError("unreachable")
 
+    @_translated
     async def get_message(self, transaction_id: str) -> MessageRow | None:
         row = await self.pool.fetchrow(
             f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM messages WHERE transaction_id = $1", transaction_id
         )
         return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
 
+    @_translated
     async def count_messages(self) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM messages"))
