@@ -109,6 +109,106 @@ def _addressing_problem(h: Header, channel: Channel, directory: Directory) -> tu
     return None
 
 
+class Judge:
+    """Level 1 rules for the schema-valid messages of one batch, a chunk at a time, in order.
+
+    Holds what spans chunks: references seen earlier in the batch, parsed timestamps.
+    """
+
+    def __init__(self, channel: Channel, directory: Directory, caller: Caller, now: datetime,
+                 received_at: int) -> None:
+        self.channel = channel
+        self.directory = directory
+        self.caller = caller
+        self.now = now
+        self.received_at = received_at
+        self.seen: set[tuple[str, str]] = set()
+        self.times: dict[str, datetime | None] = {}  # messages of a batch mostly share their timestamp
+
+    def __call__(self, checked: list[Checked], raws: Sequence[bytes | msgspec.Raw]) -> list[Verdict]:
+        """One verdict per message of ``checked`` (all must have passed the schema stage).
+
+        ``raws`` are the batch's array items, from which accepted payloads are taken.
+        """
+        channel, directory, caller, now, received_at = (
+            self.channel, self.directory, self.caller, self.now, self.received_at)
+        verdicts: list[Verdict] = []
+        seen = self.seen
+        interface_id = channel.interface_id
+        date = f"{now:%Y%m%d}"
+        sequence = iter(ids.sequences(now, len(checked)))
+        create = channel.correlation == "create"
+        copy = channel.correlation == "copy"
+        latest = now + MAX_FUTURE_SKEW
+        times = self.times
+        for c in checked:
+            h = c.header
+            assert h is not None
+            seq = next(sequence)
+            problem: tuple[Code, str] | None = None
+            sender = directory.active(h.sender_id)
+            if sender is None:
+                problem = Code.SENDER_INVALID, f"senderDIPID '{h.sender_id}' is not an on-boarded DIP participant"
+            elif h.sender_id != caller.physical.id or h.dcp_id is not None:
+                problem = _acting_problem(h, caller, directory)
+            if problem is None and sender is not None and h.sender_role not in sender.roles:
+                problem = Code.SENDER_ROLE_INVALID, f"senderRoleID {h.sender_role} is not a role of '{h.sender_id}'"
+            if problem is None and h.sender_role not in channel.sender_roles:
+                problem = Code.SENDER_ROLE_INVALID, (
+                    f"role {h.sender_role} may not send on {interface_id} "
+                    f"(senders: {', '.join(sorted(channel.sender_roles))})"
+                )
+            if problem is None:
+                why = ids.sender_reference_problem(h.sur, interface_id, h.sender_id, h.sender_role)
+                if why is not None:
+                    problem = Code.SUR_DUPLICATED, why
+                elif (h.sender_id, h.sur) in seen:
+                    problem = Code.SUR_DUPLICATED, "senderUniqueReference repeats an earlier message in this batch"
+            if problem is None:
+                sent = times.get(h.sender_timestamp, _UNSEEN)
+                if sent is _UNSEEN:
+                    sent = times[h.sender_timestamp] = ids.parse_timestamp(h.sender_timestamp)
+                if sent is None:
+                    problem = Code.SENDER_TIMESTAMP_INVALID, (
+                        f"senderTimestamp '{h.sender_timestamp}' is not a date-time like 2026-11-23T10:15:00+00:00"
+                    )
+                elif sent > latest:  # type: ignore[operator]
+                    problem = Code.SENDER_TIMESTAMP_INVALID, f"senderTimestamp '{h.sender_timestamp}' is in the future"
+            if problem is None:
+                cid = h.sender_correlation_id
+                if copy and cid is None:
+                    problem = Code.SENDER_CORRELATION_INVALID, (
+                        f"{interface_id} continues a workflow: S1.senderCorrelationID must carry the "
+                        "correlation ID of the message it answers"
+                    )
+                elif cid is not None and not ids.is_correlation_id(cid):
+                    problem = Code.SENDER_CORRELATION_INVALID, (
+                        f"senderCorrelationID '{cid}' is not of the form CI-YYYYMMDD-<hex>"
+                    )
+            if problem is None and (h.primary_recipients or channel.primary_only):
+                problem = _addressing_problem(h, channel, directory)
+            if problem is not None:
+                verdicts.append(_reject(c, h, *problem))
+                continue
+            seen.add((h.sender_id, h.sur))
+            row = MessageRow(
+                f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}",
+                interface_id,
+                h.event_code,
+                h.schema_version,
+                h.sender_id,
+                h.sender_role,
+                h.dcp_id,
+                h.sur,
+                f"CI-{date}-{seq}" if create else h.sender_correlation_id,
+                h.mpan,
+                received_at,
+                payload_bytes(c, raws[c.index]),
+            )
+            verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row))
+        return verdicts
+
+
 def judge(
     channel: Channel,
     directory: Directory,
@@ -118,85 +218,8 @@ def judge(
     now: datetime,
     received_at: int,
 ) -> list[Verdict]:
-    """One verdict per schema-valid message (``checked`` must all have passed the schema stage).
-
-    ``raws`` are the batch's array items, from which accepted payloads are taken as sent.
-    """
-    verdicts: list[Verdict] = []
-    seen: set[tuple[str, str]] = set()
-    interface_id = channel.interface_id
-    date = f"{now:%Y%m%d}"
-    sequence = iter(ids.sequences(now, len(checked)))
-    create = channel.correlation == "create"
-    copy = channel.correlation == "copy"
-    latest = now + MAX_FUTURE_SKEW
-    times: dict[str, datetime | None] = {}  # messages of a batch mostly share their timestamp
-    for c in checked:
-        h = c.header
-        assert h is not None
-        seq = next(sequence)
-        problem: tuple[Code, str] | None = None
-        sender = directory.active(h.sender_id)
-        if sender is None:
-            problem = Code.SENDER_INVALID, f"senderDIPID '{h.sender_id}' is not an on-boarded DIP participant"
-        elif h.sender_id != caller.physical.id or h.dcp_id is not None:
-            problem = _acting_problem(h, caller, directory)
-        if problem is None and sender is not None and h.sender_role not in sender.roles:
-            problem = Code.SENDER_ROLE_INVALID, f"senderRoleID {h.sender_role} is not a role of '{h.sender_id}'"
-        if problem is None and h.sender_role not in channel.sender_roles:
-            problem = Code.SENDER_ROLE_INVALID, (
-                f"role {h.sender_role} may not send on {interface_id} "
-                f"(senders: {', '.join(sorted(channel.sender_roles))})"
-            )
-        if problem is None:
-            why = ids.sender_reference_problem(h.sur, interface_id, h.sender_id, h.sender_role)
-            if why is not None:
-                problem = Code.SUR_DUPLICATED, why
-            elif (h.sender_id, h.sur) in seen:
-                problem = Code.SUR_DUPLICATED, "senderUniqueReference repeats an earlier message in this batch"
-        if problem is None:
-            sent = times.get(h.sender_timestamp, _UNSEEN)
-            if sent is _UNSEEN:
-                sent = times[h.sender_timestamp] = ids.parse_timestamp(h.sender_timestamp)
-            if sent is None:
-                problem = Code.SENDER_TIMESTAMP_INVALID, (
-                    f"senderTimestamp '{h.sender_timestamp}' is not a date-time like 2026-11-23T10:15:00+00:00"
-                )
-            elif sent > latest:  # type: ignore[operator]
-                problem = Code.SENDER_TIMESTAMP_INVALID, f"senderTimestamp '{h.sender_timestamp}' is in the future"
-        if problem is None:
-            cid = h.sender_correlation_id
-            if copy and cid is None:
-                problem = Code.SENDER_CORRELATION_INVALID, (
-                    f"{interface_id} continues a workflow: S1.senderCorrelationID must carry the "
-                    "correlation ID of the message it answers"
-                )
-            elif cid is not None and not ids.is_correlation_id(cid):
-                problem = Code.SENDER_CORRELATION_INVALID, (
-                    f"senderCorrelationID '{cid}' is not of the form CI-YYYYMMDD-<hex>"
-                )
-        if problem is None and (h.primary_recipients or channel.primary_only):
-            problem = _addressing_problem(h, channel, directory)
-        if problem is not None:
-            verdicts.append(_reject(c, h, *problem))
-            continue
-        seen.add((h.sender_id, h.sur))
-        row = MessageRow(
-            f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}",
-            interface_id,
-            h.event_code,
-            h.schema_version,
-            h.sender_id,
-            h.sender_role,
-            h.dcp_id,
-            h.sur,
-            f"CI-{date}-{seq}" if create else h.sender_correlation_id,
-            h.mpan,
-            received_at,
-            payload_bytes(c, raws[c.index]),
-        )
-        verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row))
-    return verdicts
+    """The verdicts of a whole batch at once (see Judge)."""
+    return Judge(channel, directory, caller, now, received_at)(checked, raws)
 
 
 def may_send_on(channel: Channel, caller: Caller, directory: Directory) -> bool:

@@ -25,8 +25,9 @@ from dip.catalogue import Catalogue, Channel, build_channel, parse_definition
 from dip.codes import Code
 from dip.config import Settings
 from dip.directory import Directory, Participant, hash_api_key, new_api_key
-from dip.exceptions import CatalogueError
-from dip.ingest import Caller, Verdict, judge
+from dip.exceptions import CatalogueError, UniqueViolation
+from dip.ingest import Caller, Judge, Verdict
+from dip.ingest import judge as judge_batch
 from dip.ratelimit import MessageRateLimiter
 from dip.responses import item, standard_response
 from dip.signing import load_certificate_pem
@@ -136,38 +137,60 @@ class DipService:
         400 when any message fails its schema or names another interface (nothing is stored);
         otherwise the per-message checks decide, the accepted messages are committed in one
         transaction, and the answer is 201 (all accepted) or 207.
+
+        The schema stage yields its results a chunk at a time; each chunk is judged and handed to
+        the store's open batch at once (on PostgreSQL, COPYed inside the open transaction), so
+        storing overlaps checking. A schema failure anywhere discards the whole batch.
         """
         stamp = ids.timestamp(now)
-        t0 = time.perf_counter()
-        checked = await self.checker.check(spec_for(channel, self.settings.environment), raws, body)
-        t1 = time.perf_counter()
-        failed = [c for c in checked if c.code is not None]
-        if failed:
+        started = time.perf_counter()
+        spec = spec_for(channel, self.settings.environment)
+        checked: list[Checked] = []
+        failed: list[Checked] = []
+        verdicts: list[Verdict] = []
+        judge_time = store_time = 0.0
+        judge = Judge(channel, self.directory, caller, now, micros(now))
+        try:
+            async with self.store.message_batch() as batch, \
+                    contextlib.aclosing(self.checker.chunks(spec, raws, body)) as chunks:
+                async for chunk in chunks:
+                    checked.extend(chunk)
+                    failed.extend(c for c in chunk if c.code is not None)
+                    if failed:
+                        continue  # keep checking, to report every failing message; store nothing
+                    t = time.perf_counter()
+                    with paused_gc():
+                        chunk_verdicts = judge(chunk, raws)
+                    accepted = [v for v in chunk_verdicts if v.row is not None]
+                    judge_time += time.perf_counter() - t
+                    t = time.perf_counter()
+                    skipped = await batch.add([v.row for v in accepted if v.row is not None])
+                    store_time += time.perf_counter() - t
+                    verdicts.extend(_mark_duplicates(chunk_verdicts, [accepted[i].index for i in skipped]))
+                if failed:
+                    raise _BatchRejected
+                t = time.perf_counter()
+            store_time += time.perf_counter() - t  # the commit
+        except _BatchRejected:
             return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
-        with paused_gc():
-            verdicts = judge(channel, self.directory, caller, checked, raws, now, micros(now))
-        accepted = [v for v in verdicts if v.row is not None]
-        t2 = time.perf_counter()
-        duplicates = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
-        t3 = time.perf_counter()
-        if duplicates:
-            dup_index = {accepted[i].index for i in duplicates}
-            verdicts = [
-                Verdict(v.index, Code.SUR_DUPLICATED,
-                        "senderUniqueReference was already used by an earlier message from this sender",
-                        v.sur, v.sender_id, v.dcp_id)
-                if v.index in dup_index else v
-                for v in verdicts
-            ]
+        except UniqueViolation:
+            # A concurrent batch stored one of these references between our check and our write,
+            # and the transaction was rolled back: judge again and store in one go (that path
+            # re-checks inside its own transaction and retries).
+            verdicts = judge_batch(channel, self.directory, caller, checked, raws, now, micros(now))
+            accepted = [v for v in verdicts if v.row is not None]
+            skipped = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
+            verdicts = _mark_duplicates(verdicts, [accepted[i].index for i in skipped])
+        t = time.perf_counter()
         items = [self._verdict_item(v, caller, stamp) for v in verdicts]
         status = 201 if all(v.accepted for v in verdicts) else 207
-        body = standard_response(items, stamp)
+        response = standard_response(items, stamp)
         log.debug(
-            "%s: %d messages, %d accepted; schema %.3f s, checks %.3f s, store %.3f s, response %.3f s",
-            channel.interface_id, len(raws), len(accepted) - len(duplicates), t1 - t0, t2 - t1, t3 - t2,
-            time.perf_counter() - t3,
+            "%s: %d messages, %d accepted in %.3f s; of which checks %.3f s, store %.3f s, response %.3f s",
+            channel.interface_id, len(raws), sum(v.accepted for v in verdicts), time.perf_counter() - started,
+            judge_time, store_time, time.perf_counter() - t,
         )
-        return status, body
+        return status, response
 
     async def validate(self, channel: Channel, event_code: str, caller: Caller, raws: Sequence[bytes | msgspec.Raw],
                        now: datetime) -> tuple[bool, str]:
@@ -181,7 +204,7 @@ class DipService:
                 problems.append(f"[{c.index}] {Code.SCHEMA_FAILURE.value} /CommonBlock/S0/eventCode "
                                 f"'{c.header.event_code}' is not {event_code}")
         if not problems:
-            for v in judge(channel, self.directory, caller, checked, raws, now, micros(now)):
+            for v in judge_batch(channel, self.directory, caller, checked, raws, now, micros(now)):
                 if not v.accepted:
                     problems.append(f"[{v.index}] {v.code.value} {v.help}")
         if problems:
@@ -283,6 +306,24 @@ class DipService:
         deleted = await self.store.delete_channel(interface_id)
         await self.reload()
         return deleted
+
+
+class _BatchRejected(Exception):
+    """A message failed its schema: the open batch is discarded."""
+
+
+def _mark_duplicates(verdicts: list[Verdict], indexes: list[int]) -> list[Verdict]:
+    """Turn the accepted verdicts whose reference the store already had into MSG1006."""
+    if not indexes:
+        return verdicts
+    duplicate = set(indexes)
+    return [
+        Verdict(v.index, Code.SUR_DUPLICATED,
+                "senderUniqueReference was already used by an earlier message from this sender",
+                v.sur, v.sender_id, v.dcp_id)
+        if v.index in duplicate else v
+        for v in verdicts
+    ]
 
 
 def default_catalogue(with_demo_schemas: bool = False) -> list[tuple[str, bytes]]:

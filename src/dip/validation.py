@@ -17,7 +17,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -342,9 +342,10 @@ _results_decoder = msgspec.msgpack.Decoder(list[Checked])
 class SchemaChecker:
     """Runs the schema stage, spreading large batches over worker processes."""
 
-    def __init__(self, workers: int | None = None, parallel_threshold: int = 2000) -> None:
+    def __init__(self, workers: int | None = None, parallel_threshold: int = 2000, chunks_per_worker: int = 3) -> None:
         self.workers = max(0, os.cpu_count() or 1) if workers is None else workers
         self.parallel_threshold = parallel_threshold
+        self.chunks_per_worker = chunks_per_worker
         self._pool: Executor | None = None
 
     def start(self) -> None:
@@ -365,24 +366,35 @@ class SchemaChecker:
     async def check(self, spec: CheckSpec, raws: Sequence[bytes | msgspec.Raw],
                     body: bytes | None = None) -> list[Checked]:
         """Check every item; ``body`` (the JSON array ``raws`` came from) enables the worker pool."""
+        results: list[Checked] = []
+        async for chunk in self.chunks(spec, raws, body):
+            results.extend(chunk)
+        return results
+
+    async def chunks(self, spec: CheckSpec, raws: Sequence[bytes | msgspec.Raw],
+                     body: bytes | None = None) -> AsyncGenerator[list[Checked], None]:
+        """The results in order, a chunk at a time, so the caller can store early chunks while
+        the workers still check later ones."""
         if self._pool is None or body is None or len(raws) < self.parallel_threshold:
-            return check_chunk(spec, 0, raws)
+            yield check_chunk(spec, 0, raws)
+            return
         loop = asyncio.get_running_loop()
         spans = item_spans(body, raws)
         memory = shared_memory.SharedMemory(create=True, size=max(len(body), 1))
+        futures: list[asyncio.Future[bytes]] = []
         try:
             assert memory.buf is not None
             memory.buf[:len(body)] = body
-            size = -(-len(raws) // self.workers)
+            size = -(-len(raws) // (self.workers * self.chunks_per_worker))
             futures = [
                 loop.run_in_executor(self._pool, check_shared, spec, memory.name, start, spans[start:start + size])
                 for start in range(0, len(raws), size)
             ]
-            results: list[Checked] = []
-            for encoded in await asyncio.gather(*futures):
-                results.extend(_results_decoder.decode(encoded))
-            return results
+            for future in futures:
+                yield _results_decoder.decode(await future)
         finally:
+            # a worker may still be reading the shared memory if the caller stopped early
+            await asyncio.gather(*futures, return_exceptions=True)
             memory.close()
             memory.unlink()
 

@@ -7,6 +7,7 @@ transaction, which is how other nodes notice that their caches are stale.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -46,6 +47,15 @@ class MessageRow(NamedTuple):
     payload: bytes  # the payload object as JSON
 
 
+class MessageBatch(Protocol):
+    async def add(self, rows: list[MessageRow]) -> list[int]:
+        """Add rows to the open batch, except those whose (sender_id, sur) already exists.
+
+        Returns the indexes (into ``rows``) of the rows left out for that reason. Nothing is
+        durable until the batch's context exits without an exception; an exception discards it.
+        """
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema up to date (migrations run under a lock)."""
@@ -82,6 +92,13 @@ class Store(Protocol):
         """Insert or replace; True when created."""
 
     async def delete_channel(self, interface_id: str) -> bool: ...
+
+    def message_batch(self) -> AbstractAsyncContextManager[MessageBatch]:
+        """A batch of message inserts committed as one transaction when the context exits.
+
+        Raises UniqueViolation at ``add`` or at exit when a concurrent batch stored the same
+        sender unique reference first; nothing of this batch is then stored.
+        """
 
     async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
         """Store the rows in one transaction, except those whose (sender_id, sur) already exists.

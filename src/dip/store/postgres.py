@@ -9,9 +9,10 @@ then retried, and the second read finds the winner's row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -211,28 +212,28 @@ class PostgresStore:
         results = await self._write([("DELETE FROM channels WHERE interface_id = $1", (interface_id,))])
         return results[0] != "DELETE 0"
 
+    @contextlib.asynccontextmanager
+    async def message_batch(self) -> AsyncIterator[_PostgresBatch]:
+        """One transaction; each ``add`` COPYs its rows at once, so storing overlaps validating."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield _PostgresBatch(conn)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(str(exc)) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
     @_translated
     async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
         if not rows:
             return []
-        senders = [r.sender_id for r in rows]
-        surs = [r.sur for r in rows]
         for attempt in range(5):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    found = await conn.fetch(
-                        "SELECT m.sender_id, m.sur FROM messages m"
-                        " JOIN unnest($1::text[], $2::text[]) AS b(s, r) ON m.sender_id = b.s AND m.sur = b.r",
-                        senders, surs,
-                    )
-                    existing = {(r[0], r[1]) for r in found}
-                    records = rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing]
-                    if records:
-                        await conn.copy_records_to_table("messages", records=records, columns=_MESSAGE_COLUMNS)
-                return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
-            except asyncpg.UniqueViolationError as exc:
+                async with self.message_batch() as batch:
+                    return await batch.add(rows)
+            except UniqueViolation:
                 if attempt == 4:
-                    raise UniqueViolation(str(exc)) from exc
+                    raise
         raise AssertionError("unreachable")
 
     @_translated
@@ -245,3 +246,22 @@ class PostgresStore:
     @_translated
     async def count_messages(self) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM messages"))
+
+
+class _PostgresBatch:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, rows: list[MessageRow]) -> list[int]:
+        if not rows:
+            return []
+        found = await self.conn.fetch(
+            "SELECT m.sender_id, m.sur FROM messages m"
+            " JOIN unnest($1::text[], $2::text[]) AS b(s, r) ON m.sender_id = b.s AND m.sur = b.r",
+            [r.sender_id for r in rows], [r.sur for r in rows],
+        )
+        existing = {(r[0], r[1]) for r in found}
+        records = rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing]
+        if records:
+            await self.conn.copy_records_to_table("messages", records=records, columns=_MESSAGE_COLUMNS)
+        return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]

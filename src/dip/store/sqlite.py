@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,30 +277,44 @@ class SqliteStore:
 
     # -- messages ------------------------------------------------------------------------------
 
-    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
-        def w(c: sqlite3.Connection) -> list[int]:
-            existing: set[tuple[str, str]] = set()
-            by_sender: dict[str, list[str]] = {}
-            for r in rows:
-                by_sender.setdefault(r.sender_id, []).append(r.sur)
-            for sender_id, surs in by_sender.items():
-                for start in range(0, len(surs), 900):
-                    chunk = surs[start:start + 900]
-                    marks = ",".join("?" * len(chunk))
-                    existing.update(
-                        (sender_id, sur) for (sur,) in c.execute(
-                            f"SELECT sur FROM messages WHERE sender_id = ? AND sur IN ({marks})", [sender_id, *chunk]
-                        )
+    def _existing(self, rows: list[MessageRow]) -> set[tuple[str, str]]:
+        existing: set[tuple[str, str]] = set()
+        by_sender: dict[str, list[str]] = {}
+        for r in rows:
+            by_sender.setdefault(r.sender_id, []).append(r.sur)
+        for sender_id, surs in by_sender.items():
+            for start in range(0, len(surs), 900):
+                chunk = surs[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    (sender_id, sur) for (sur,) in self.conn.execute(
+                        f"SELECT sur FROM messages WHERE sender_id = ? AND sur IN ({marks})", [sender_id, *chunk]
                     )
-            skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+                )
+        return existing
+
+    @contextlib.asynccontextmanager
+    async def message_batch(self) -> AsyncIterator[_SqliteBatch]:
+        # SQLite has one writer: the rows are checked as they come (reads) and written in one
+        # transaction at the end, so a batch still being validated never holds the write lock.
+        batch = _SqliteBatch(self)
+        yield batch
+        if batch.rows:
+            await self._run(self._write, batch.write)
+
+    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+        """Check and insert in one write transaction: no other writer can slip in between."""
+        if not rows:
+            return []
+
+        def w(c: sqlite3.Connection) -> list[int]:
+            existing = self._existing(rows)
             c.executemany(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing],
             )
-            return skipped
+            return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
 
-        if not rows:
-            return []
         return await self._run(self._write, w)
 
     async def get_message(self, transaction_id: str) -> MessageRow | None:
@@ -317,6 +331,23 @@ class SqliteStore:
             return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
         return await self._run(q)
+
+
+class _SqliteBatch:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.rows: list[MessageRow] = []
+
+    async def add(self, rows: list[MessageRow]) -> list[int]:
+        existing = await self.store._run(self.store._existing, rows) if rows else set()
+        skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+        self.rows.extend(rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing])
+        return skipped
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
+        )
 
 
 def _statements(sql: str) -> list[str]:
