@@ -342,7 +342,7 @@ _results_decoder = msgspec.msgpack.Decoder(list[Checked])
 class SchemaChecker:
     """Runs the schema stage, spreading large batches over worker processes."""
 
-    def __init__(self, workers: int | None = None, parallel_threshold: int = 2000, chunks_per_worker: int = 3) -> None:
+    def __init__(self, workers: int | None = None, parallel_threshold: int = 2000, chunks_per_worker: int = 4) -> None:
         self.workers = max(0, os.cpu_count() or 1) if workers is None else workers
         self.parallel_threshold = parallel_threshold
         self.chunks_per_worker = chunks_per_worker
