@@ -182,9 +182,10 @@ class DipService:
             skipped = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
             verdicts = _mark_duplicates(verdicts, [accepted[i].index for i in skipped])
         t = time.perf_counter()
-        items = [self._verdict_item(v, caller, stamp) for v in verdicts]
+        with paused_gc():
+            items = [self._verdict_item(v, caller, stamp) for v in verdicts]
+            response = standard_response(items, stamp)
         status = 201 if all(v.accepted for v in verdicts) else 207
-        response = standard_response(items, stamp)
         log.debug(
             "%s: %d messages, %d accepted in %.3f s; of which checks %.3f s, store %.3f s, response %.3f s",
             channel.interface_id, len(raws), sum(v.accepted for v in verdicts), time.perf_counter() - started,

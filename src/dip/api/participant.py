@@ -15,7 +15,7 @@ from dip.api.common import JSON, BodyTooLarge, authenticate, error_response, is_
 from dip.api.openapi_docs import SEND_DOCS, VALIDATE_DOCS
 from dip.codes import Code
 from dip.ingest import Caller, may_send_on
-from dip.validation import split_batch
+from dip.validation import paused_gc, split_batch
 
 router = APIRouter()
 log = logging.getLogger("dip.api")
@@ -62,7 +62,8 @@ async def send_messages(interface_id: str, request: Request) -> Response:
     if not is_json(request):
         return error_response(dip, 400, Code.SCHEMA_FAILURE,
                               "Content-Type must be application/json", recipient)
-    raws = split_batch(body)
+    with paused_gc():
+        raws = split_batch(body)
     if isinstance(raws, str):
         return error_response(dip, 400, Code.SCHEMA_FAILURE, raws, recipient)
     if not raws:
