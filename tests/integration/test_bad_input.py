@@ -111,3 +111,16 @@ def test_lost_database_connections_give_503_or_success_never_500(
     statuses = [client.send("IF-021", consumption(client, 1)).status_code for _ in range(3)]
     assert all(s in (201, 503) for s in statuses), statuses
     assert statuses[-1] == 201
+
+
+def test_openapi_document_and_swagger_ui_are_served(dip: RunningDip) -> None:
+    import httpx
+
+    spec = httpx.get(dip.url + "/openapi.json").json()
+    assert spec["info"]["title"] == "DIP - Send Messages & Receive Publications"
+    send = spec["paths"]["/dip-channel/{interface_id}"]["post"]
+    assert {"201", "207", "400", "401", "403", "404", "413", "429"} <= set(send["responses"])
+    assert "X-DIP-Signature" in {p["name"] for p in send["parameters"]}
+    assert "/admin/participants/{participant_id}" in spec["paths"]
+    assert "swagger-ui" in httpx.get(dip.url + "/docs").text.lower()
+    assert httpx.get(dip.url + "/healthz").json()["status"] == "ok"
