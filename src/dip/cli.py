@@ -140,16 +140,37 @@ def _pair(value: str | None) -> tuple[str, str] | None:
     return participant, role
 
 
-def import_openapi(args: argparse.Namespace) -> int:
-    from dip.catalogue_import import import_into_dip
-
-    admin_key = args.admin_key or os.environ.get("DIP_ADMIN_API_KEY")
+def _admin_key(args: argparse.Namespace) -> str | None:
+    admin_key: str | None = args.admin_key or os.environ.get("DIP_ADMIN_API_KEY")
     if not admin_key:
         key_file = args.data_dir / "admin-api-key"
         if key_file.exists():
             admin_key = key_file.read_text().strip()
     if not admin_key:
         print("an admin key is needed: --admin-key, DIP_ADMIN_API_KEY or DATA_DIR/admin-api-key", file=sys.stderr)
+    return admin_key
+
+
+def registry_load(args: argparse.Namespace) -> int:
+    from dip.registry_load import load_file
+
+    admin_key = _admin_key(args)
+    if not admin_key:
+        return 2
+    try:
+        loaded = load_file(Path(args.file), args.url, admin_key, args.batch_size, progress=not args.quiet)
+    except (OSError, ValueError) as exc:
+        print(f"dip: {exc}", file=sys.stderr)
+        return 1
+    print(f"loaded {loaded} appointments")
+    return 0
+
+
+def import_openapi(args: argparse.Namespace) -> int:
+    from dip.catalogue_import import import_into_dip
+
+    admin_key = _admin_key(args)
+    if not admin_key:
         return 2
     summary = import_into_dip(Path(args.directory), args.url, admin_key, only=args.interface)
     for line in summary:
@@ -179,12 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--data-dir", type=Path, default=Path(".dip"))
     imp.add_argument("--interface", action="append", help="only this interface (repeatable)")
 
+    r = sub.add_parser("registry", help="the MPAN address registry")
+    rsub = r.add_subparsers(dest="registry_command", required=True)
+    load = rsub.add_parser("load", help="bulk-load appointments from CSV or JSON Lines into a running DIP")
+    load.add_argument("file", help="CSV with header MPANCore,role,participantId,effectiveFrom,effectiveTo, or .jsonl")
+    load.add_argument("--url", default="http://127.0.0.1:8080")
+    load.add_argument("--admin-key")
+    load.add_argument("--data-dir", type=Path, default=Path(".dip"))
+    load.add_argument("--batch-size", type=int, default=50_000)
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return serve(args)
         if args.command == "send":
             return send(args)
+        if args.command == "registry":
+            return registry_load(args)
         return import_openapi(args)
     except DipError as exc:
         print(f"dip: {exc}", file=sys.stderr)

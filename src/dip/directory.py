@@ -58,6 +58,10 @@ class Directory:
             return frozenset()
         return self.providers.get((participant_id, dcp_id), frozenset())
 
+    def holders(self, role: str) -> list[Participant]:
+        """On-boarded participants holding ``role``, by ID."""
+        return sorted((p for p in self.participants.values() if p.active and role in p.roles), key=lambda p: p.id)
+
     def represented_by(self, dcp_id: str) -> dict[str, frozenset[str]]:
         """Participants ``dcp_id`` acts for, with the roles."""
         return {p: roles for (p, d), roles in self.providers.items() if d == dcp_id and self.active(p)}

@@ -31,7 +31,7 @@ from dip.ingest import judge as judge_batch
 from dip.ratelimit import MessageRateLimiter
 from dip.responses import item, standard_response
 from dip.signing import load_certificate_pem
-from dip.store import ParticipantRow, Store, open_store
+from dip.store import AppointmentRow, ParticipantRow, Store, open_store
 from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
 
 log = logging.getLogger("dip")
@@ -302,6 +302,11 @@ class DipService:
         created = await self.store.put_channel(interface_id, channel.to_json(), micros(datetime.now(UTC)))
         await self.reload()
         return created, channel
+
+    async def load_appointments(self, rows: list[AppointmentRow]) -> int:
+        """Store MPAN appointments; the last of several with the same key in one load wins."""
+        unique = {(r.mpan, r.role, r.effective_from): r for r in rows}
+        return await self.store.put_appointments(list(unique.values()))
 
     async def delete_channel(self, interface_id: str) -> bool:
         deleted = await self.store.delete_channel(interface_id)

@@ -112,3 +112,25 @@ async def test_data_survives_reopening(settings: Settings) -> None:
         assert await second.insert_messages([row(2, sur=row(1).sur)]) == [0]
     finally:
         await second.close()
+
+
+async def test_mpan_appointments_are_upserted_by_key_and_versioned(store: Store) -> None:
+    from dip.store import AppointmentRow
+
+    v0 = await store.registry_version()
+    rows = [
+        AppointmentRow("1200000000009", "SUP", "2024-01-01", "1000000001", "2025-12-31"),
+        AppointmentRow("1200000000009", "SUP", "2026-01-01", "1000000002", None),
+        AppointmentRow("1200000000009", "LDSO", "2020-01-01", "1500000001", None),
+        AppointmentRow("1300000000002", "SUP", "2024-01-01", "1000000001", None),
+    ]
+    v1 = await store.put_appointments(rows)
+    assert v1 > v0 and await store.registry_version() == v1
+    got = await store.appointments(["1200000000009", "1999999999999"])
+    assert sorted(got) == sorted(rows[:3])
+    # same key (MPAN, role, effective-from): replaced, e.g. an appointment closed later
+    closed = AppointmentRow("1200000000009", "SUP", "2026-01-01", "1000000002", "2026-06-30")
+    v2 = await store.put_appointments([closed])
+    assert v2 > v1
+    got = await store.appointments(["1200000000009"])
+    assert closed in got and rows[1] not in got and len(got) == 3

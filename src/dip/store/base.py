@@ -30,6 +30,14 @@ class DirectoryRows:
     admin_keys: list[str]
 
 
+class AppointmentRow(NamedTuple):
+    mpan: str
+    role: str
+    effective_from: str  # YYYY-MM-DD
+    participant_id: str
+    effective_to: str | None  # inclusive; None = open-ended
+
+
 class MessageRow(NamedTuple):
     """One accepted message. A tuple, so batches go to executemany/COPY without conversion."""
 
@@ -108,6 +116,17 @@ class Store(Protocol):
         """
 
     async def get_message(self, transaction_id: str) -> MessageRow | None: ...
+
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.
+
+        Returns the registry version (``seq``) the rows were written under.
+        """
+
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
+        """Every appointment, past and present, of the given MPANs."""
+
+    async def registry_version(self) -> int: ...
 
     async def count_messages(self) -> int: ...
 

@@ -18,13 +18,14 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import DirectoryRows, MessageRow, ParticipantRow
+from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow
 from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
     "sur", "correlation_id", "mpan", "received_at", "payload",
 ]
+_APPOINTMENT_COLUMNS = ["mpan", "role", "effective_from", "participant_id", "effective_to"]
 _MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'state_version'; SELECT pg_notify('dip_state', '')"
 
@@ -242,6 +243,34 @@ class PostgresStore:
             f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM messages WHERE transaction_id = $1", transaction_id
         )
         return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
+
+    @_translated
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            seq = int(await conn.fetchval(
+                "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value"))
+            await conn.execute(
+                "CREATE TEMP TABLE incoming (LIKE mpan_appointments INCLUDING DEFAULTS) ON COMMIT DROP")
+            await conn.copy_records_to_table("incoming", records=[(*r, seq) for r in rows],
+                                             columns=[*_APPOINTMENT_COLUMNS, "seq"])
+            await conn.execute(
+                "INSERT INTO mpan_appointments SELECT DISTINCT ON (mpan, role, effective_from) * FROM incoming"
+                " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
+                " effective_to = excluded.effective_to, seq = excluded.seq"
+            )
+        return seq
+
+    @_translated
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
+        rows = await self.pool.fetch(
+            f"SELECT {', '.join(_APPOINTMENT_COLUMNS)} FROM mpan_appointments WHERE mpan = ANY($1::text[])",
+            sorted(set(mpans)),
+        )
+        return [AppointmentRow._make(r) for r in rows]
+
+    @_translated
+    async def registry_version(self) -> int:
+        return int(await self.pool.fetchval("SELECT value FROM meta WHERE key = 'registry_seq'"))
 
     @_translated
     async def count_messages(self) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import DirectoryRows, MessageRow, ParticipantRow
+from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow
 from dip.store.migrations import migrations
 
 T = TypeVar("T")
@@ -326,6 +326,40 @@ class SqliteStore:
 
         return await self._run(q)
 
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        def w(c: sqlite3.Connection) -> int:
+            seq = int(c.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value").fetchone()[0])
+            c.executemany(
+                f"INSERT INTO mpan_appointments ({_APPOINTMENT_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, {seq})"
+                " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
+                " effective_to = excluded.effective_to, seq = excluded.seq",
+                rows,
+            )
+            return seq
+
+        return await self._run(self._write, w)
+
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
+        def q() -> list[AppointmentRow]:
+            found: list[AppointmentRow] = []
+            unique = sorted(set(mpans))
+            for start in range(0, len(unique), 900):
+                chunk = unique[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                found.extend(AppointmentRow._make(r) for r in self.conn.execute(
+                    f"SELECT {_APPOINTMENT_COLUMNS} FROM mpan_appointments WHERE mpan IN ({marks})", chunk,
+                ))
+            return found
+
+        return await self._run(q)
+
+    async def registry_version(self) -> int:
+        def q() -> int:
+            return int(self.conn.execute("SELECT value FROM meta WHERE key = 'registry_seq'").fetchone()[0])
+
+        return await self._run(q)
+
     async def count_messages(self) -> int:
         def q() -> int:
             return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
@@ -348,6 +382,9 @@ class _SqliteBatch:
         conn.executemany(
             f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
         )
+
+
+_APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
 
 
 def _statements(sql: str) -> list[str]:

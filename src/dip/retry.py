@@ -1,0 +1,102 @@
+"""Retry policy for webhook calls: data plus pure functions (E2E 4.6.6.1 egress table).
+
+``classify(status)`` says what an HTTP answer means; ``RetryPolicy.next_attempt`` says when
+to try again, or that the message has run out of time and goes to the dead-letter queue.
+Workers never sleep through a backoff: they store the returned time (``next_attempt_at``).
+
+Backoff (the shape stamina documents): the n-th retry waits
+``base = min(max_delay, initial * 2 ** (n - 1))`` with jitter drawn uniformly from
+``[max(initial, base / 2), base]``, so delays grow, never exceed ``max_delay``, never fall below
+``initial``, and recipients recovering together are not hit in lock-step. A ``Retry-After``
+from the recipient is honoured: the wait is at least that long. Nothing is retried past the
+dead-letter deadline (accepted time + ``dead_letter_after``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"  # 201 (and other 2xx: recorded as delivered, see classify)
+    PARTIAL = "partial"  # 207: delivered; rejected messages are relayed to their senders
+    REJECTED = "rejected"  # 400: consumed and refused; relayed to the senders
+    FAILED = "failed"  # 401, 403, 404, 413, 505, other 4xx: not retried, recorded, visible
+    FAILED_NOTIFY = "failed-notify"  # 405, 406: not retried, and the sender is told (egress table)
+    RETRY = "retry"  # 408, 429, 5xx except 505, timeouts, connection failures
+
+
+_RETRY_STATUSES = frozenset({408, 429})
+_NOTIFY_STATUSES = frozenset({405, 406})
+
+
+def classify(status: int | None) -> Outcome:
+    """What a webhook's answer means. ``None`` stands for no answer (timeout, reset, refused)."""
+    if status is None:
+        return Outcome.RETRY
+    if status == 201:
+        return Outcome.DELIVERED
+    if status == 207:
+        return Outcome.PARTIAL
+    if 200 <= status < 300:
+        # "Participant systems should only send 201 or 207": the call was received, so it is
+        # not repeated; the odd status is recorded with the attempt.
+        return Outcome.DELIVERED
+    if status == 400:
+        return Outcome.REJECTED
+    if status in _RETRY_STATUSES or (500 <= status < 600 and status != 505):
+        return Outcome.RETRY
+    if status in _NOTIFY_STATUSES:
+        return Outcome.FAILED_NOTIFY
+    return Outcome.FAILED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_delay: float = 1.0
+    max_delay: float = 300.0
+    dead_letter_after: float = 1_209_600.0  # 14 days (FS 5.4 "durable subscriptions")
+
+    def __post_init__(self) -> None:
+        if self.initial_delay <= 0 or self.max_delay < self.initial_delay or self.dead_letter_after <= 0:
+            raise ValueError("need 0 < initial_delay <= max_delay and dead_letter_after > 0")
+
+    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        base = min(self.max_delay, self.initial_delay * 2 ** max(0, min(retry - 1, 62)))
+        low = max(self.initial_delay, base / 2)
+        return (rng or random).uniform(low, base) if base > low else base
+
+    def next_attempt(self, retry: int, now: float, accepted_at: float, retry_after: float | None = None,
+                     rng: random.Random | None = None) -> float | None:
+        """When to try again (epoch seconds), or None: the message goes to the dead-letter queue."""
+        deadline = accepted_at + self.dead_letter_after
+        if now >= deadline:
+            return None
+        wait = self.backoff(retry, rng)
+        if retry_after is not None and retry_after > wait:
+            wait = retry_after
+        return min(now + wait, deadline)
+
+    def dead_lettered(self, now: float, accepted_at: float) -> bool:
+        return now >= accepted_at + self.dead_letter_after
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) as seconds from ``now``; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,66 @@
+"""Which callback URLs the DIP will call (webhook registration; SSRF protection).
+
+Outside DEV only ``https://`` URLs on the standard port are accepted, and every address the
+host name resolves to must be public: no loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7),
+link-local (169.254/16 and fe80::/10, which includes cloud metadata), carrier-grade NAT,
+multicast, reserved or unspecified address. In DEV, ``http://`` and loopback addresses are allowed
+so participants (and tests) can use local receivers. The check runs at registration and again
+before every call (a name can be re-pointed after registration).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 250  # DT-018-URL
+
+Resolver = Callable[[str], list[str]]
+
+
+def resolve(host: str) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def callback_url_problem(url: str, environment: str, resolver: Resolver = resolve) -> str | None:
+    """Why the DIP will not call ``url``, or None when it will."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"callbackURL is longer than {MAX_URL_LENGTH} characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"callbackURL is not a valid URL: {exc}"
+    dev = environment == "DEV"
+    if parts.scheme not in (("https", "http") if dev else ("https",)):
+        return "callbackURL must be an https:// URL" + ("" if not dev else " (or http:// in DEV)")
+    if not parts.hostname:
+        return "callbackURL has no host"
+    if parts.username or parts.password:
+        return "callbackURL must not carry a user name or password"
+    if parts.fragment:
+        return "callbackURL must not have a #fragment"
+    if not dev and port not in (None, 443):
+        return "callbackURL must use the standard https port (E2E 4.6.2)"
+    addresses = resolver(parts.hostname)
+    if not addresses:
+        return f"callbackURL host '{parts.hostname}' does not resolve"
+    if not dev:
+        blocked = [a for a in addresses if not _public(a)]
+        if blocked:
+            return f"callbackURL host '{parts.hostname}' resolves to a non-public address ({blocked[0]})"
+    return None
