@@ -154,6 +154,20 @@ class DipClient:
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Response:
         return self.request("POST", path, body, headers)
 
+    def register_webhook(self, interface_id: str | None, url: str, max_message_count: int | None = None,
+                         max_payload_kb: int | None = None, recipient_id: str | None = None) -> Response:
+        """Register this participant's (or ``recipient_id``'s) webhook for a channel, or for status
+        messages when ``interface_id`` is None."""
+        recipient = recipient_id or self.identity.participant_id
+        path = (f"/dip-channel/{interface_id}/pubconfig/{recipient}" if interface_id
+                else f"/statusmessage/config/{recipient}")
+        config: dict[str, Any] = {"callbackURL": url}
+        if max_message_count is not None:
+            config["maxMessageCount"] = max_message_count
+        if max_payload_kb is not None:
+            config["maxPayloadSize"] = max_payload_kb
+        return self.post(path, orjson.dumps(config))
+
     def send_raw(self, interface_id: str, body: bytes) -> Response:
         return self.post(f"/dip-channel/{interface_id}", body)
 

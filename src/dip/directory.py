@@ -28,6 +28,17 @@ class Participant:
     active: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    participant_id: str
+    kind: str  # "publication" | "status"
+    interface_id: str  # "" for the status-message webhook
+    url: str
+    max_message_count: int
+    max_payload_kb: int
+    registered_by: str  # the participant or connection provider that registered it
+
+
 @dataclass(frozen=True)
 class Directory:
     participants: dict[str, Participant] = field(default_factory=dict)
@@ -35,6 +46,7 @@ class Directory:
     certificates: dict[str, str] = field(default_factory=dict)  # fingerprint -> participant ID
     providers: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (participant, dcp)
     admin_keys: frozenset[str] = frozenset()  # key hashes
+    webhooks: dict[tuple[str, str, str], Webhook] = field(default_factory=dict)  # (participant, kind, interface)
 
     def active(self, participant_id: str | None) -> Participant | None:
         if participant_id is None:
@@ -57,6 +69,9 @@ class Directory:
         if self.active(dcp_id) is None or self.active(participant_id) is None:
             return frozenset()
         return self.providers.get((participant_id, dcp_id), frozenset())
+
+    def webhook(self, participant_id: str, kind: str, interface_id: str = "") -> Webhook | None:
+        return self.webhooks.get((participant_id, kind, interface_id))
 
     def holders(self, role: str) -> list[Participant]:
         """On-boarded participants holding ``role``, by ID."""

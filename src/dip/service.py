@@ -24,14 +24,14 @@ from dip import ids
 from dip.catalogue import Catalogue, Channel, build_channel, parse_definition
 from dip.codes import Code
 from dip.config import Settings
-from dip.directory import Directory, Participant, hash_api_key, new_api_key
+from dip.directory import Directory, Participant, Webhook, hash_api_key, new_api_key
 from dip.exceptions import CatalogueError, UniqueViolation
 from dip.ingest import Caller, Judge, Verdict
 from dip.ingest import judge as judge_batch
 from dip.ratelimit import MessageRateLimiter
 from dip.responses import item, standard_response
-from dip.signing import load_certificate_pem
-from dip.store import AppointmentRow, ParticipantRow, Store, open_store
+from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
+from dip.store import AppointmentRow, ParticipantRow, Store, WebhookRow, open_store
 from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
 
 log = logging.getLogger("dip")
@@ -51,6 +51,8 @@ class DipService:
         self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
         self._version = -1
         self._channel_bytes: dict[str, bytes] = {}
+        self.signing_key: SigningKey | None = None
+        self.signing_cert_pem = b""
         self._poller: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
@@ -59,6 +61,7 @@ class DipService:
     async def start(self) -> None:
         await self.store.open()
         await self._bootstrap()
+        await self._load_identity()
         await self.reload(force=True)
         self.checker.start()
         await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
@@ -89,6 +92,14 @@ class DipService:
             for interface_id, definition in default_catalogue(with_demo_schemas=self.settings.demo):
                 await self.store.put_channel(interface_id, definition, now)
 
+    async def _load_identity(self) -> None:
+        """The DIP's signing key and certificate: one per installation, shared by every node."""
+        key_pem, cert_pem = generate_identity(f"DIP {self.settings.environment} {self.settings.dip_id}", days=3650)
+        stored_key, stored_cert = await self.store.dip_identity(
+            key_pem.decode("ascii"), cert_pem.decode("ascii"), micros(datetime.now(UTC)))
+        self.signing_key = load_private_key_pem(stored_key.encode("ascii"))
+        self.signing_cert_pem = stored_cert.encode("ascii")
+
     async def reload(self, force: bool = False) -> None:
         async with self._reload_lock:
             version = await self.store.state_version()
@@ -102,6 +113,7 @@ class DipService:
                 certificates=dict(rows.certificates),
                 providers={(p, d): frozenset(roles) for p, d, roles in rows.providers},
                 admin_keys=frozenset(rows.admin_keys),
+                webhooks={(w.participant_id, w.kind, w.interface_id): Webhook(*w) for w in rows.webhooks},
             )
             channels: dict[str, Channel] = {}
             for interface_id, body in channel_rows:
@@ -302,6 +314,18 @@ class DipService:
         created = await self.store.put_channel(interface_id, channel.to_json(), micros(datetime.now(UTC)))
         await self.reload()
         return created, channel
+
+    async def put_webhook(self, hook: Webhook) -> bool:
+        created = await self.store.put_webhook(WebhookRow(
+            hook.participant_id, hook.kind, hook.interface_id, hook.url, hook.max_message_count, hook.max_payload_kb,
+            hook.registered_by), micros(datetime.now(UTC)))
+        await self.reload()
+        return created
+
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str = "") -> bool:
+        deleted = await self.store.delete_webhook(participant_id, kind, interface_id)
+        await self.reload()
+        return deleted
 
     async def load_appointments(self, rows: list[AppointmentRow]) -> int:
         """Store MPAN appointments; the last of several with the same key in one load wins."""

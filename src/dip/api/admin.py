@@ -108,6 +108,17 @@ async def offboard_participant(participant_id: str, dip: Admin) -> Response:
     return Response(status_code=204)
 
 
+@router.get("/participants/{participant_id}/webhooks", response_class=Response)
+async def list_webhooks(participant_id: str, dip: Admin) -> Response:
+    """The participant's registered webhooks (publication ones per channel, and the status one)."""
+    hooks = [
+        {"kind": w.kind, "interfaceID": w.interface_id or None, "callbackURL": w.url,
+         "maxMessageCount": w.max_message_count, "maxPayloadSize": w.max_payload_kb, "registeredBy": w.registered_by}
+        for (pid, _, _), w in sorted(dip.directory.webhooks.items()) if pid == participant_id
+    ]
+    return Response(orjson.dumps(hooks), media_type=JSON)
+
+
 @router.post("/participants/{participant_id}/api-keys", status_code=201, response_model=ApiKeyOut)
 async def create_api_key(participant_id: str, dip: Admin) -> ApiKeyOut:
     _active(dip, participant_id)

@@ -21,6 +21,16 @@ class ParticipantRow:
     active: bool
 
 
+class WebhookRow(NamedTuple):
+    participant_id: str
+    kind: str  # "publication" | "status"
+    interface_id: str  # "" for the status-message webhook
+    url: str
+    max_message_count: int
+    max_payload_kb: int
+    registered_by: str
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryRows:
     participants: list[ParticipantRow]
@@ -28,6 +38,7 @@ class DirectoryRows:
     certificates: list[tuple[str, str]]  # (fingerprint, participant)
     providers: list[tuple[str, str, tuple[str, ...]]]  # (participant, dcp, roles)
     admin_keys: list[str]
+    webhooks: list[WebhookRow]
 
 
 class AppointmentRow(NamedTuple):
@@ -127,6 +138,14 @@ class Store(Protocol):
         """Every appointment, past and present, of the given MPANs."""
 
     async def registry_version(self) -> int: ...
+
+    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
+        """Insert or replace a webhook registration; True when created."""
+
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool: ...
+
+    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
+        """The stored signing identity; the given one is stored first if there is none yet."""
 
     async def count_messages(self) -> int: ...
 

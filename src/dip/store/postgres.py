@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow
+from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow, WebhookRow
 from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
@@ -117,12 +117,14 @@ class PostgresStore:
             certs = await conn.fetch("SELECT fingerprint, participant_id FROM certificates")
             providers = await conn.fetch("SELECT participant_id, dcp_id, roles FROM connection_providers")
             admins = await conn.fetch("SELECT key_hash FROM admin_keys")
+            webhooks = await conn.fetch(f"SELECT {', '.join(WebhookRow._fields)} FROM webhooks")
         return DirectoryRows(
             participants=[ParticipantRow(r[0], r[1], tuple(json.loads(r[2])), bool(r[3])) for r in participants],
             api_keys=[(r[0], r[1]) for r in keys],
             certificates=[(r[0], r[1]) for r in certs],
             providers=[(r[0], r[1], tuple(json.loads(r[2]))) for r in providers],
             admin_keys=[r[0] for r in admins],
+            webhooks=[WebhookRow._make(r) for r in webhooks],
         )
 
     @_translated
@@ -150,6 +152,7 @@ class PostgresStore:
             ("UPDATE participants SET active = false, updated_at = $1 WHERE id = $2 AND active",
              (now, participant_id)),
             ("DELETE FROM connection_providers WHERE participant_id = $1 OR dcp_id = $1", (participant_id,)),
+            ("DELETE FROM webhooks WHERE participant_id = $1", (participant_id,)),
         ]
         statements += [
             ("UPDATE channels SET definition = $1, updated_at = $2 WHERE interface_id = $3", (d, now, iid))
@@ -271,6 +274,36 @@ class PostgresStore:
     @_translated
     async def registry_version(self) -> int:
         return int(await self.pool.fetchval("SELECT value FROM meta WHERE key = 'registry_seq'"))
+
+    @_translated
+    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                f"INSERT INTO webhooks ({', '.join(WebhookRow._fields)}, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (participant_id, kind, interface_id)"
+                " DO UPDATE SET url = excluded.url, max_message_count = excluded.max_message_count,"
+                " max_payload_kb = excluded.max_payload_kb, registered_by = excluded.registered_by,"
+                " updated_at = excluded.updated_at RETURNING (xmax = 0)",
+                *row, now,
+            )
+            await conn.execute(_BUMP)
+        return bool(created)
+
+    @_translated
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool:
+        results = await self._write([(
+            "DELETE FROM webhooks WHERE participant_id = $1 AND kind = $2 AND interface_id = $3",
+            (participant_id, kind, interface_id),
+        )])
+        return results[0] != "DELETE 0"
+
+    @_translated
+    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO dip_identity VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                               key_pem, cert_pem, now)
+            row = await conn.fetchrow("SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1")
+        return str(row[0]), str(row[1])
 
     @_translated
     async def count_messages(self) -> int:

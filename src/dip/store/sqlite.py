@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow
+from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow, WebhookRow
 from dip.store.migrations import migrations
 
 T = TypeVar("T")
@@ -161,6 +161,7 @@ class SqliteStore:
                     for r in c.execute("SELECT participant_id, dcp_id, roles FROM connection_providers")
                 ],
                 admin_keys=[r[0] for r in c.execute("SELECT key_hash FROM admin_keys")],
+                webhooks=[WebhookRow._make(r) for r in c.execute(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks")],
             )
 
         return await self._run(q)
@@ -197,6 +198,7 @@ class SqliteStore:
                 "DELETE FROM connection_providers WHERE participant_id = ? OR dcp_id = ?",
                 (participant_id, participant_id),
             )
+            c.execute("DELETE FROM webhooks WHERE participant_id = ?", (participant_id,))
             for interface_id, definition in channel_updates:
                 c.execute(
                     "UPDATE channels SET definition = ?, updated_at = ? WHERE interface_id = ?",
@@ -360,6 +362,40 @@ class SqliteStore:
 
         return await self._run(q)
 
+    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            exists = c.execute(
+                "SELECT 1 FROM webhooks WHERE participant_id = ? AND kind = ? AND interface_id = ?", row[:3]
+            ).fetchone()
+            c.execute(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (participant_id, kind, interface_id) DO UPDATE SET url = excluded.url,"
+                " max_message_count = excluded.max_message_count, max_payload_kb = excluded.max_payload_kb,"
+                " registered_by = excluded.registered_by, updated_at = excluded.updated_at",
+                (*row, now),
+            )
+            return exists is None
+
+        return await self._run(self._write, w, True)
+
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            return c.execute(
+                "DELETE FROM webhooks WHERE participant_id = ? AND kind = ? AND interface_id = ?",
+                (participant_id, kind, interface_id),
+            ).rowcount > 0
+
+        return await self._run(self._write, w, True)
+
+    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
+        def w(c: sqlite3.Connection) -> tuple[str, str]:
+            c.execute("INSERT INTO dip_identity VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                      (key_pem, cert_pem, now))
+            row = c.execute("SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1").fetchone()
+            return str(row[0]), str(row[1])
+
+        return await self._run(self._write, w)
+
     async def count_messages(self) -> int:
         def q() -> int:
             return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
@@ -385,6 +421,7 @@ class _SqliteBatch:
 
 
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
+_WEBHOOK_COLUMNS = "participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by"
 
 
 def _statements(sql: str) -> list[str]:
