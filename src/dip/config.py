@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,11 @@ class Settings:
             raise ConfigurationError("--dip-id must be 10 characters")
         if not 1 <= self.max_messages_per_call <= 1_000_000:
             raise ConfigurationError("--max-messages-per-call must be between 1 and 1,000,000")
-        if self.retry_initial_seconds <= 0 or self.retry_max_seconds < self.retry_initial_seconds:
-            raise ConfigurationError("retry delays must be positive with max >= initial")
+        timing = (self.retry_initial_seconds, self.retry_max_seconds, self.dead_letter_after_seconds,
+                  self.webhook_timeout_seconds)
+        if not all(math.isfinite(v) and v > 0 for v in timing):
+            raise ConfigurationError("retry, dead-letter and timeout settings must be positive finite numbers")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
         if "{transactionID}" not in self.service_ticket_url:
             raise ConfigurationError("--service-ticket-url must contain {transactionID}")

@@ -14,6 +14,7 @@ dead-letter deadline (accepted time + ``dead_letter_after``).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from enum import StrEnum
@@ -60,6 +61,9 @@ class RetryPolicy:
     dead_letter_after: float = 1_209_600.0  # 14 days (FS 5.4 "durable subscriptions")
 
     def __post_init__(self) -> None:
+        values = (self.initial_delay, self.max_delay, self.dead_letter_after)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("retry delays must be finite numbers")
         if self.initial_delay <= 0 or self.max_delay < self.initial_delay or self.dead_letter_after <= 0:
             raise ValueError("need 0 < initial_delay <= max_delay and dead_letter_after > 0")
 
@@ -89,7 +93,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit to Python
         return float(value)
     from email.utils import parsedate_to_datetime
 

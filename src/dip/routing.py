@@ -19,6 +19,7 @@ Errors found here are per-message Level 1 verdicts (MSG1030-MSG1038).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
 from dip.catalogue import Channel
@@ -52,8 +53,11 @@ class RoutingError:
 
 def routing_day(value: object, transaction_day: str) -> str:
     """The day a secondary lookup applies at: the date part of an ISO date or date-time, else today."""
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
-        return value[:10]
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            pass
     return transaction_day
 
 

@@ -218,3 +218,12 @@ def test_loopback_is_only_allowed_in_dev_exactly(environment: str) -> None:
 def test_dev_allows_loopback_but_still_needs_a_resolvable_host() -> None:
     assert problem("http://localhost:8000/hook", "DEV") is None
     assert problem("http://unknown.local:8000/hook", "DEV") is not None
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::a00:1", "2002:a00:1::1", "::a00:1", "::ffff:192.168.1.1",
+                                     "2001:0:4136:e378:8000:63bf:f5ff:fffe"])
+def test_ipv6_forms_of_private_ipv4_addresses_are_refused_outside_dev(address: str) -> None:
+    from dip.webhooks import callback_url_problem
+
+    problem = callback_url_problem("https://sneaky.example/hook", "PRD", lambda host: [address])
+    assert problem is not None and "non-public" in problem
