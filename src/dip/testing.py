@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -104,3 +104,159 @@ class AdminClient:
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
+
+
+class WebhookReceiver:
+    """A real HTTP server that records what the DIP pushes to it and answers as scripted.
+
+        with WebhookReceiver() as hook:
+            hook.respond(503, times=2)            # the next two calls get 503, then the default 201
+            ... register hook.url, send messages ...
+            calls = hook.wait_for(lambda calls: len(calls) >= 3, timeout=10)
+
+    Each recorded call keeps the method, path, headers and body (decoded JSON when it parses).
+    Answers: a status code (201 by default, with a StandardResponse accepting every message),
+    an optional body and headers, a delay (to provoke timeouts) or ``"reset"`` to drop the
+    connection without an answer.
+    """
+
+    def __init__(self, default_status: int = 201) -> None:
+        import asyncio as _asyncio
+
+        self._asyncio = _asyncio
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.calls: list[RecordedCall] = []
+        self._script: list[Answer] = []
+        self._default = Answer(default_status)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._loop: Any = None
+        self._thread = threading.Thread(target=self._serve, name=f"webhook-{self.port}", daemon=True)
+        self._ready = threading.Event()
+        self._stop: Any = None
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def respond(self, status: int, times: int = 1, body: Any = None, headers: dict[str, str] | None = None,
+                delay: float = 0.0, reset: bool = False) -> None:
+        """Answer the next ``times`` calls like this (after any answers already scripted)."""
+        with self._lock:
+            self._script.extend(Answer(status, body, headers or {}, delay, reset) for _ in range(times))
+
+    def always(self, status: int, body: Any = None, headers: dict[str, str] | None = None, delay: float = 0.0,
+               reset: bool = False) -> None:
+        """Answer every call not otherwise scripted like this."""
+        with self._lock:
+            self._default = Answer(status, body, headers or {}, delay, reset)
+
+    def wait_for(self, condition: Any, timeout: float = 10.0) -> list[RecordedCall]:
+        """Block until ``condition(calls)`` holds (polling on every new call) or fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not condition(list(self.calls)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met within {timeout} s; {len(self.calls)} call(s) recorded")
+                self._changed.wait(left)
+            return list(self.calls)
+
+    # -- server ------------------------------------------------------------------------------
+
+    def _next_answer(self) -> Answer:
+        with self._lock:
+            return self._script.pop(0) if self._script else self._default
+
+    async def _handle(self, request: Any) -> Any:
+        import orjson
+        from aiohttp import web
+
+        body = await request.read()
+        try:
+            decoded = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            decoded = None
+        call = RecordedCall(request.method, request.path, dict(request.headers), body, decoded, time.monotonic())
+        answer = self._next_answer()
+        with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+        if answer.delay:
+            await self._asyncio.sleep(answer.delay)
+        if answer.reset:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise web.HTTPInternalServerError  # never reaches the client: the connection is gone
+        payload = answer.body
+        if payload is None and answer.status in (201, 207) and isinstance(decoded, list):
+            payload = _accept_all(decoded)
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload) if payload is not None else b""
+        return web.Response(status=answer.status, body=data, headers=answer.headers,
+                            content_type="application/json" if data else None)
+
+    def _serve(self) -> None:
+        from aiohttp import web
+
+        loop = self._asyncio.new_event_loop()
+        self._loop = loop
+        app = web.Application(client_max_size=1024 ** 3)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        loop.run_until_complete(site.start())
+        self._stop = loop.create_future()
+        self._ready.set()
+        loop.run_until_complete(self._stop)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("webhook receiver did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+        self._thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    at: float  # time.monotonic() when it arrived
+
+
+def _accept_all(messages: list[Any]) -> dict[str, Any]:
+    """A StandardResponse accepting every message of a DIPMessageEgressArray."""
+    from dip import ids
+    from dip.codes import Code
+    from dip.responses import item as response_item
+
+    stamp = ids.timestamp(ids.utc_now())
+    items = []
+    for entry in messages:
+        payload = entry.get("payload", {}) if isinstance(entry, dict) else {}
+        d0 = payload.get("CommonBlock", {}).get("D0", {}) if isinstance(payload, dict) else {}
+        s1 = payload.get("CommonBlock", {}).get("S1", {}) if isinstance(payload, dict) else {}
+        items.append(response_item(code=Code.SUCCESS, sent_timestamp=stamp, sender_id="0000000000",
+                                   recipient_id=s1.get("senderDIPID"), transaction_id=d0.get("transactionID")))
+    return {"messageArray": items or [response_item(code=Code.SUCCESS, sent_timestamp=stamp,
+                                                    sender_id="0000000000", recipient_id=None)],
+            "timestamp": stamp}
