@@ -1,15 +1,35 @@
 """StandardResponse bodies (v2.1.0 StandardResponse / StandardResponseBodyType).
 
-Every item carries all ten fields, null where unknown (DIN-1031).
+Every item carries all ten fields, null where unknown (DIN-1031). Items are msgspec Structs:
+a 50,000-message answer is built and encoded several times faster than as dictionaries.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
+import msgspec
 
 from dip.codes import Code, message_text
+
+
+class ResponseItem(msgspec.Struct, gc=False):
+    transactionID: str | None
+    senderUniqueReference: str | None
+    correlationID: str | None
+    sentTimestamp: str
+    senderID: str
+    recipientID: str | None
+    DIPConnectionProviderID: str | None
+    message: str
+    help: str | None
+    serviceTicketURL: str | None
+
+
+class StandardResponse(msgspec.Struct, gc=False):
+    messageArray: list[ResponseItem]
+    timestamp: str
+
+
+_encoder = msgspec.json.Encoder()
 
 
 def item(
@@ -24,20 +44,12 @@ def item(
     dcp_id: str | None = None,
     help_text: str | None = None,
     service_ticket_url: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "transactionID": transaction_id,
-        "senderUniqueReference": sur,
-        "correlationID": correlation_id,
-        "sentTimestamp": sent_timestamp,
-        "senderID": sender_id,
-        "recipientID": recipient_id,
-        "DIPConnectionProviderID": dcp_id,
-        "message": message_text(code),
-        "help": help_text[:500] if help_text else None,
-        "serviceTicketURL": service_ticket_url,
-    }
+) -> ResponseItem:
+    return ResponseItem(
+        transaction_id, sur, correlation_id, sent_timestamp, sender_id, recipient_id, dcp_id, message_text(code),
+        help_text[:500] if help_text else None, service_ticket_url,
+    )
 
 
-def standard_response(items: list[dict[str, Any]], timestamp: str) -> bytes:
-    return orjson.dumps({"messageArray": items, "timestamp": timestamp})
+def standard_response(items: list[ResponseItem], timestamp: str) -> bytes:
+    return _encoder.encode(StandardResponse(items, timestamp))

@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
 
 import msgspec
 import orjson
@@ -29,7 +28,7 @@ from dip.exceptions import CatalogueError, UniqueViolation
 from dip.ingest import Caller, Judge, Verdict
 from dip.ingest import judge as judge_batch
 from dip.ratelimit import MessageRateLimiter
-from dip.responses import item, standard_response
+from dip.responses import ResponseItem, item, standard_response
 from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
 from dip.store import AppointmentRow, ParticipantRow, Store, WebhookRow, open_store
 from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
@@ -224,7 +223,7 @@ class DipService:
             return False, "; ".join(problems)[:20_000]
         return True, f"{len(raws)} message(s) valid for {channel.interface_id} {event_code}"
 
-    def _schema_item(self, c: Checked, caller: Caller, stamp: str) -> dict[str, Any]:
+    def _schema_item(self, c: Checked, caller: Caller, stamp: str) -> ResponseItem:
         return item(
             code=Code(c.code or Code.SCHEMA_FAILURE.value),
             sent_timestamp=stamp,
@@ -234,7 +233,7 @@ class DipService:
             help_text=f"message {c.index}: {c.help}",
         )
 
-    def _verdict_item(self, v: Verdict, caller: Caller, stamp: str) -> dict[str, Any]:
+    def _verdict_item(self, v: Verdict, caller: Caller, stamp: str) -> ResponseItem:
         row = v.row
         return item(
             code=v.code,

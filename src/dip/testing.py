@@ -257,6 +257,8 @@ def _accept_all(messages: list[Any]) -> dict[str, Any]:
         s1 = payload.get("CommonBlock", {}).get("S1", {}) if isinstance(payload, dict) else {}
         items.append(response_item(code=Code.SUCCESS, sent_timestamp=stamp, sender_id="0000000000",
                                    recipient_id=s1.get("senderDIPID"), transaction_id=d0.get("transactionID")))
-    return {"messageArray": items or [response_item(code=Code.SUCCESS, sent_timestamp=stamp,
-                                                    sender_id="0000000000", recipient_id=None)],
-            "timestamp": stamp}
+    import msgspec
+
+    listed = items or [response_item(code=Code.SUCCESS, sent_timestamp=stamp, sender_id="0000000000",
+                                     recipient_id=None)]
+    return {"messageArray": msgspec.to_builtins(listed), "timestamp": stamp}

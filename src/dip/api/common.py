@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +25,9 @@ class BodyTooLarge(Exception):
     pass
 
 
+_HASHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-body-hash")
+
+
 def service(request: Request) -> DipService:
     dip: DipService = request.app.state.dip
     return dip
@@ -40,12 +45,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     chunks = []
     size = 0
     digest = hashlib.sha256()
+    hashed: concurrent.futures.Future[None] | None = None
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
-        digest.update(chunk)
+        # SHA-256 releases the GIL: hashing on its own thread overlaps with receiving the body
+        hashed = _HASHER.submit(digest.update, chunk)
         chunks.append(chunk)
+    if hashed is not None:
+        await asyncio.wrap_future(hashed)  # one worker: every earlier update has run too
     request.state.body_sha256 = digest.digest()
     return b"".join(chunks)
 
