@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -25,9 +23,6 @@ class BodyTooLarge(Exception):
     pass
 
 
-_HASHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-body-hash")
-
-
 def service(request: Request) -> DipService:
     dip: DipService = request.app.state.dip
     return dip
@@ -40,21 +35,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     kept on ``request.state.body_sha256``, so a 200 MB batch is not hashed again afterwards.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks = []
     size = 0
     digest = hashlib.sha256()
-    hashed: concurrent.futures.Future[None] | None = None
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
-        # SHA-256 releases the GIL: hashing on its own thread overlaps with receiving the body
-        hashed = _HASHER.submit(digest.update, chunk)
+        digest.update(chunk)
         chunks.append(chunk)
-    if hashed is not None:
-        await asyncio.wrap_future(hashed)  # one worker: every earlier update has run too
     request.state.body_sha256 = digest.digest()
     return b"".join(chunks)
 
