@@ -46,7 +46,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _public(address: str) -> bool:
+def is_public_address(address: str) -> bool:
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
         # an IPv6 form of an IPv4 address must pass as that IPv4 address (else NAT64/6to4 would
@@ -81,7 +81,7 @@ def callback_url_problem(url: str, environment: str, resolver: Resolver = resolv
     if not addresses:
         return f"callbackURL host '{parts.hostname}' does not resolve"
     if not dev:
-        blocked = [a for a in addresses if not _public(a)]
+        blocked = [a for a in addresses if not is_public_address(a)]
         if blocked:
             return f"callbackURL host '{parts.hostname}' resolves to a non-public address ({blocked[0]})"
     return None

@@ -1,0 +1,1 @@
+"""Webhook delivery: building what a recipient receives (egress) and calling its webhook (sender)."""
