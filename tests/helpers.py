@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from dip.client import DipClient, Identity, Response
 from dip.samples import consumption_block, meter_install_block, mpan_core
-from dip.testing import AdminClient
+from dip.store import Store
+from dip.testing import AdminClient, RunningDip
+
+T = TypeVar("T")
 
 SUP, REGS, MSS, SDS, MDS, LDSO, DCP, OTHER = (
     "1000000001", "1100000001", "1200000001", "1300000001", "1400000001", "1500000001", "1600000001", "1700000001"
@@ -67,3 +71,20 @@ def codes(response: Response) -> list[str]:
 
 def body_of(payloads: list[dict[str, Any]]) -> bytes:
     return orjson.dumps([{"payload": p} for p in payloads])
+
+
+def in_store(dip: RunningDip, query: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``query`` against the running DIP's database through a store of its own."""
+    import asyncio
+
+    from dip.store import open_store
+
+    async def run() -> T:
+        store = open_store(dip.settings.database_url, dip.settings.data_dir)
+        await store.open()
+        try:
+            return await query(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

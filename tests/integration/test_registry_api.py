@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
-from dip.store import AppointmentRow, open_store
+from dip.store import AppointmentRow
 from dip.testing import AdminClient, RunningDip
+from tests.helpers import in_store
 
 
 def _appointments(dip: RunningDip, mpans: list[str]) -> list[AppointmentRow]:
-    async def get() -> list[AppointmentRow]:
-        store = open_store(dip.settings.database_url, dip.settings.data_dir)
-        await store.open()
-        try:
-            return await store.appointments(mpans)
-        finally:
-            await store.close()
-
-    return asyncio.run(get())
+    return in_store(dip, lambda store: store.appointments(mpans))
 
 
 def test_load_appointments(dip: RunningDip, admin: AdminClient) -> None:

@@ -15,8 +15,22 @@ import pytest
 from dip import ids
 from dip.client import DipClient, Identity
 from dip.signing import generate_identity
+from dip.store import MessageRow
 from dip.testing import AdminClient, RunningDip
-from tests.helpers import DCP, MSS, REGS, SDS, SUP, body_of, codes, consumption, items, meter_install, onboard_all
+from tests.helpers import (
+    DCP,
+    MSS,
+    REGS,
+    SDS,
+    SUP,
+    body_of,
+    codes,
+    consumption,
+    in_store,
+    items,
+    meter_install,
+    onboard_all,
+)
 
 TRANSACTION_ID = re.compile(r"^T-IF-\d{3}-\d{10}-[A-Z]{3,5}-\d{8}-[0-9a-f]+$")
 CORRELATION_ID = re.compile(r"^CI-\d{8}-[0-9a-f]+$")
@@ -55,20 +69,8 @@ def test_accepted_batch_gets_201_with_transaction_ids_and_is_stored(dip: Running
     assert stored.sender_id == SDS and stored.sur == answer[0]["senderUniqueReference"]
 
 
-def _stored(dip: RunningDip, transaction_id: str):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    from dip.store import open_store
-
-    async def get():  # type: ignore[no-untyped-def]
-        store = open_store(dip.settings.database_url, dip.settings.data_dir)
-        await store.open()
-        try:
-            return await store.get_message(transaction_id)
-        finally:
-            await store.close()
-
-    return asyncio.run(get())
+def _stored(dip: RunningDip, transaction_id: str) -> MessageRow | None:
+    return in_store(dip, lambda store: store.get_message(transaction_id))
 
 
 def test_correlation_created_on_if005_and_copied_on_if006(dip: RunningDip, cast: dict[str, Identity]) -> None:

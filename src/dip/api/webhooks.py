@@ -84,15 +84,23 @@ async def _authorised(dip: DipService, request: Request, recipient_id: str, chan
     )
 
 
-async def _register(request: Request, recipient_id: str, kind: str, channel: Channel | None) -> Response:
+async def _prepare(request: Request, recipient_id: str, channel: Channel | None,
+                   ) -> tuple[DipService, bytes, Caller] | Response:
+    """Read the (small) body and check who is asking; an error response when they may not."""
     dip = service(request)
     try:
         body = await read_body(request, 64 * 1024)
     except BodyTooLarge:
         return error_response(dip, 413, Code.PROCESSING_FAILED, "413 Payload Too Large: a webhook configuration")
     caller = await _authorised(dip, request, recipient_id, channel, body)
-    if not isinstance(caller, Caller):
-        return caller
+    return caller if not isinstance(caller, Caller) else (dip, body, caller)
+
+
+async def _register(request: Request, recipient_id: str, kind: str, channel: Channel | None) -> Response:
+    prepared = await _prepare(request, recipient_id, channel)
+    if isinstance(prepared, Response):
+        return prepared
+    dip, body, caller = prepared
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -122,14 +130,10 @@ async def _register(request: Request, recipient_id: str, kind: str, channel: Cha
 
 
 async def _remove(request: Request, recipient_id: str, kind: str, channel: Channel | None) -> Response:
-    dip = service(request)
-    try:
-        body = await read_body(request, 64 * 1024)
-    except BodyTooLarge:
-        return error_response(dip, 413, Code.PROCESSING_FAILED, "413 Payload Too Large")
-    caller = await _authorised(dip, request, recipient_id, channel, body)
-    if not isinstance(caller, Caller):
-        return caller
+    prepared = await _prepare(request, recipient_id, channel)
+    if isinstance(prepared, Response):
+        return prepared
+    dip = prepared[0]
     if not await dip.delete_webhook(recipient_id, kind, channel.interface_id if channel else ""):
         return error_response(dip, 404, Code.PROCESSING_FAILED, "404 Not Found: no such webhook", recipient_id)
     return Response(status_code=204)
