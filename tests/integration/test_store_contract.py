@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from dip.config import Settings
-from dip.store import MessageRow, ParticipantRow, Store, open_store
+from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
 
 NOW = 1_790_000_000_000_000
 
@@ -134,3 +134,86 @@ async def test_mpan_appointments_are_upserted_by_key_and_versioned(store: Store)
     assert v2 > v1
     got = await store.appointments(["1200000000009"])
     assert closed in got and rows[1] not in got and len(got) == 3
+
+
+def delivery(n: int, queue: str = "1400000001|IF-021", kind: str = "always") -> DeliveryRow:
+    from dip.store import DeliveryRow
+
+    return DeliveryRow(queue, row(n).transaction_id, queue.split("|")[0], "MDS", kind, NOW + n)
+
+
+async def test_queues_serve_deliveries_in_order_with_the_stored_message(store: Store) -> None:
+    await store.insert_messages([row(1), row(2), row(3)])
+    await store.enqueue([delivery(1), delivery(2)], NOW)
+    await store.enqueue([delivery(3), delivery(3, queue="1000000001|IF-021", kind="secondary")], NOW)
+    claims = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert sorted(c.queue for c in claims) == ["1000000001|IF-021", "1400000001|IF-021"]
+    assert {c.interface_id for c in claims} == {"IF-021"}
+    pending = await store.pending("1400000001|IF-021", 10)
+    assert [p.transaction_id for p in pending] == [row(1).transaction_id, row(2).transaction_id,
+                                                   row(3).transaction_id]
+    assert pending[0].payload == row(1).payload and pending[0].received_at == row(1).received_at
+    assert [p.transaction_id for p in await store.pending("1400000001|IF-021", 2)] == [
+        row(1).transaction_id, row(2).transaction_id]
+    # leased queues are not claimed again
+    assert await store.claim("node-b", NOW, 30_000_000, 10) == []
+
+
+async def test_settle_records_outcomes_relays_and_releases(store: Store) -> None:
+    from dip.store import DeliveryRow, Settlement
+
+    await store.insert_messages([row(1), row(2)])
+    await store.enqueue([delivery(1), delivery(2)], NOW)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    first, second = await store.pending(claim.queue, 10)
+    status = DeliveryRow("1300000001|status", row(2).transaction_id, "1300000001", "", "status", NOW, b'{"m": 1}')
+    assert not await store.settle(claim.queue, "someone-else", [], NOW, 0, [], NOW)
+    assert await store.settle(claim.queue, "node-a", [Settlement(first.id, "delivered", 201, None),
+                                                        Settlement(second.id, "rejected", 207, "RCP1022")],
+                              NOW, 0, [status], NOW + 5)
+    states = await store.delivery_states([row(1).transaction_id, row(2).transaction_id])
+    assert ("T-IF-021-1300000001-SDS-20261123-" + f"{1:024x}", "1400000001", "MDS", "always", "delivered") in states
+    assert (row(2).transaction_id, "1400000001", "MDS", "always", "rejected") in states
+    assert (row(2).transaction_id, "1300000001", "", "status", "pending") in states
+    assert await store.pending(claim.queue, 10) == []
+    # the relayed status message is its own queue, with its body
+    claims = await store.claim("node-a", NOW + 10, 30_000_000, 10)
+    assert [c.queue for c in claims] == ["1300000001|status"]
+    (relayed,) = await store.pending("1300000001|status", 10)
+    assert relayed.body == b'{"m": 1}' and relayed.kind == "status"
+
+
+async def test_a_backing_off_head_holds_its_queue_and_new_messages_wait(store: Store) -> None:
+    from dip.store import Settlement
+
+    await store.insert_messages([row(1), row(2)])
+    await store.enqueue([delivery(1)], NOW)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    (head,) = await store.pending(claim.queue, 10)
+    later = NOW + 60_000_000
+    assert await store.settle(claim.queue, "node-a", [Settlement(head.id, "pending", 503, "busy")], later, 1, [], NOW)
+    await store.enqueue([delivery(2)], NOW + 1)  # must not pull the retry forward
+    assert await store.claim("node-a", NOW + 1_000_000, 30_000_000, 10) == []
+    (claim,) = await store.claim("node-a", later, 30_000_000, 10)
+    assert claim.retries == 1
+    pending = await store.pending(claim.queue, 10)
+    assert [p.transaction_id for p in pending] == [row(1).transaction_id, row(2).transaction_id]
+    assert pending[0].attempts == 1
+
+
+async def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
+    await store.insert_messages([row(1)])
+    await store.enqueue([delivery(1)], NOW)
+    assert len(await store.claim("node-a", NOW, 1_000_000, 10)) == 1
+    assert await store.claim("node-b", NOW + 500_000, 1_000_000, 10) == []
+    (taken,) = await store.claim("node-b", NOW + 2_000_000, 1_000_000, 10)
+    assert taken.queue == "1400000001|IF-021"
+    assert not await store.settle(taken.queue, "node-a", [], NOW, 0, [], NOW)  # node-a lost it
+
+
+async def test_concurrent_claims_never_share_a_queue(store: Store) -> None:
+    await store.insert_messages([row(i) for i in range(40)])
+    await store.enqueue([delivery(i, queue=f"{1400000000 + i}|IF-021") for i in range(40)], NOW)
+    results = await asyncio.gather(*(store.claim(f"node-{k}", NOW, 30_000_000, 7) for k in range(6)))
+    claimed = [c.queue for claims in results for c in claims]
+    assert len(claimed) == len(set(claimed)) == 40

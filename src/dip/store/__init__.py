@@ -2,16 +2,20 @@
 
 from dip.store.base import (
     AppointmentRow,
+    Claim,
+    DeliveryRow,
     DirectoryRows,
     MessageBatch,
     MessageRow,
     ParticipantRow,
+    PendingDelivery,
+    Settlement,
     Store,
     WebhookRow,
     open_store,
 )
 
 __all__ = [
-    "AppointmentRow", "DirectoryRows", "MessageBatch", "MessageRow", "ParticipantRow", "Store", "WebhookRow",
-    "open_store",
+    "AppointmentRow", "Claim", "DeliveryRow", "DirectoryRows", "MessageBatch", "MessageRow", "ParticipantRow",
+    "PendingDelivery", "Settlement", "Store", "WebhookRow", "open_store",
 ]

@@ -31,6 +31,48 @@ class WebhookRow(NamedTuple):
     registered_by: str
 
 
+class DeliveryRow(NamedTuple):
+    """A message (or status message) to hand to one recipient."""
+
+    queue: str  # the recipient webhook: "{participant}|{interface}" or "{participant}|status"
+    transaction_id: str
+    recipient_id: str
+    role: str
+    kind: str  # "primary" | "secondary" | "always" | "status"
+    accepted_at: int  # microseconds since the epoch: the dead-letter clock starts here
+    body: bytes | None = None  # status messages carry their StandardResponseBodyType JSON
+
+
+class Claim(NamedTuple):
+    queue: str
+    recipient_id: str
+    interface_id: str
+    retries: int  # consecutive failed attempts of the head so far
+
+
+class PendingDelivery(NamedTuple):
+    id: int
+    transaction_id: str
+    recipient_id: str
+    role: str
+    kind: str
+    accepted_at: int
+    attempts: int
+    body: bytes | None
+    payload: bytes | None  # the stored message (None for status messages about unknown ones)
+    correlation_id: str | None
+    received_at: int | None
+
+
+class Settlement(NamedTuple):
+    """What became of one delivery after a call."""
+
+    id: int
+    state: str  # "pending" (retry later) | "delivered" | "rejected" | "failed" | "dead"
+    status: int | None
+    error: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryRows:
     participants: list[ParticipantRow]
@@ -127,6 +169,29 @@ class Store(Protocol):
         """
 
     async def get_message(self, transaction_id: str) -> MessageRow | None: ...
+
+    async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
+        """Add deliveries; a queue's next attempt moves to ``now`` unless its head is backing off."""
+
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries.
+
+        Two owners never hold the same queue: on PostgreSQL the rows are taken with
+        ``FOR UPDATE SKIP LOCKED``; SQLite has one writer.
+        """
+
+    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
+        """The queue's next pending deliveries, oldest first."""
+
+    async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
+                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+        """Record a call's outcome, enqueue ``relay`` (status messages) and release the lease, atomically.
+
+        Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
+        """
+
+    async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
+        """(transaction ID, recipient, role, kind, state) of every delivery of these messages."""
 
     async def put_appointments(self, rows: list[AppointmentRow]) -> int:
         """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.

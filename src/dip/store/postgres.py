@@ -18,13 +18,28 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow, WebhookRow
+from dip.store.base import (
+    AppointmentRow,
+    Claim,
+    DeliveryRow,
+    DirectoryRows,
+    MessageRow,
+    ParticipantRow,
+    PendingDelivery,
+    Settlement,
+    WebhookRow,
+)
 from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
     "sur", "correlation_id", "mpan", "received_at", "payload",
 ]
+_PENDING = (
+    "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
+    " m.payload, m.correlation_id, m.received_at FROM deliveries d"
+    " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
+)
 _APPOINTMENT_COLUMNS = ["mpan", "role", "effective_from", "participant_id", "effective_to"]
 _MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'state_version'; SELECT pg_notify('dip_state', '')"
@@ -304,6 +319,74 @@ class PostgresStore:
                                key_pem, cert_pem, now)
             row = await conn.fetchrow("SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1")
         return str(row[0]), str(row[1])
+
+    # -- delivery queues ---------------------------------------------------------------------
+
+    @staticmethod
+    async def _enqueue(conn: asyncpg.Connection, rows: list[DeliveryRow], now: int) -> None:
+        await conn.copy_records_to_table(
+            "deliveries", records=rows,
+            columns=["queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body"])
+        queues = {r.queue: r for r in rows}
+        await conn.executemany(
+            "INSERT INTO queues (queue, recipient_id, interface_id, next_attempt_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (queue) DO UPDATE SET next_attempt_at = CASE WHEN queues.retries = 0"
+            " THEN least(queues.next_attempt_at, excluded.next_attempt_at) ELSE queues.next_attempt_at END",
+            [(q, r.recipient_id, q.split("|", 1)[1], now) for q, r in sorted(queues.items())],
+        )
+
+    @_translated
+    async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
+        if rows:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._enqueue(conn, rows, now)
+
+    @_translated
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        rows = await self.pool.fetch(
+            "UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN ("
+            " SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending')"
+            " ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " RETURNING queue, recipient_id, interface_id, retries",
+            owner, now + lease, now, limit,
+        )
+        return [Claim._make(r) for r in rows]
+
+    @_translated
+    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
+        rows = await self.pool.fetch(
+            f"{_PENDING} WHERE d.queue = $1 AND d.state = 'pending' ORDER BY d.id LIMIT $2", queue, limit)
+        return [PendingDelivery._make((*r[:7], None if r[7] is None else bytes(r[7]),
+                                       None if r[8] is None else bytes(r[8]), *r[9:])) for r in rows]
+
+    @_translated
+    async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
+                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            holder = await conn.fetchval("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE", queue)
+            if holder != owner:
+                return False
+            await conn.executemany(
+                "UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3,"
+                " done_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $4::bigint END WHERE id = $5",
+                [(st.state, st.status, st.error, now, st.id) for st in settlements],
+            )
+            await conn.execute(
+                "UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL"
+                " WHERE queue = $3",
+                next_attempt_at, retries, queue,
+            )
+            if relay:
+                await self._enqueue(conn, relay, now)
+        return True
+
+    @_translated
+    async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
+        rows = await self.pool.fetch(
+            "SELECT transaction_id, recipient_id, role, kind, state FROM deliveries"
+            " WHERE transaction_id = ANY($1::text[]) ORDER BY id", transaction_ids)
+        return [tuple(r) for r in rows]  # type: ignore[misc]
 
     @_translated
     async def count_messages(self) -> int:

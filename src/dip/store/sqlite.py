@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dip.exceptions import StoreError, UniqueViolation
-from dip.store.base import AppointmentRow, DirectoryRows, MessageRow, ParticipantRow, WebhookRow
+from dip.store.base import (
+    AppointmentRow,
+    Claim,
+    DeliveryRow,
+    DirectoryRows,
+    MessageRow,
+    ParticipantRow,
+    PendingDelivery,
+    Settlement,
+    WebhookRow,
+)
 from dip.store.migrations import migrations
 
 T = TypeVar("T")
@@ -396,6 +406,80 @@ class SqliteStore:
 
         return await self._run(self._write, w)
 
+    # -- delivery queues ---------------------------------------------------------------------
+
+    @staticmethod
+    def _enqueue(c: sqlite3.Connection, rows: list[DeliveryRow], now: int) -> None:
+        c.executemany(
+            "INSERT INTO deliveries (queue, transaction_id, recipient_id, role, kind, accepted_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        queues = {r.queue: r for r in rows}
+        c.executemany(
+            "INSERT INTO queues (queue, recipient_id, interface_id, next_attempt_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (queue) DO UPDATE SET next_attempt_at = CASE WHEN queues.retries = 0"
+            " THEN min(queues.next_attempt_at, excluded.next_attempt_at) ELSE queues.next_attempt_at END",
+            [(q, r.recipient_id, q.split("|", 1)[1], now) for q, r in queues.items()],
+        )
+
+    async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
+        if rows:
+            await self._run(self._write, lambda c: self._enqueue(c, rows, now))
+
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        def w(c: sqlite3.Connection) -> list[Claim]:
+            return [Claim._make(r) for r in c.execute(
+                "UPDATE queues SET lease_owner = ?, lease_until = ? WHERE queue IN ("
+                " SELECT queue FROM queues WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending')"
+                " ORDER BY next_attempt_at LIMIT ?) RETURNING queue, recipient_id, interface_id, retries",
+                (owner, now + lease, now, now, limit),
+            ).fetchall()]
+
+        return await self._run(self._write, w)
+
+    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
+        def q() -> list[PendingDelivery]:
+            return [PendingDelivery._make(r) for r in self.conn.execute(
+                f"{_PENDING} WHERE d.queue = ? AND d.state = 'pending' ORDER BY d.id LIMIT ?", (queue, limit))]
+
+        return await self._run(q)
+
+    async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
+                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            holder = c.execute("SELECT lease_owner FROM queues WHERE queue = ?", (queue,)).fetchone()
+            if holder is None or holder[0] != owner:
+                return False
+            c.executemany(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
+                " done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE id = ?",
+                [(st.state, st.status, st.error, st.state, now, st.id) for st in settlements],
+            )
+            c.execute(
+                "UPDATE queues SET next_attempt_at = ?, retries = ?, lease_owner = NULL, lease_until = NULL"
+                " WHERE queue = ?",
+                (next_attempt_at, retries, queue),
+            )
+            if relay:
+                self._enqueue(c, relay, now)
+            return True
+
+        return await self._run(self._write, w)
+
+    async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
+        def q() -> list[tuple[str, str, str, str, str]]:
+            found: list[tuple[str, str, str, str, str]] = []
+            for start in range(0, len(transaction_ids), 900):
+                chunk = transaction_ids[start:start + 900]
+                found.extend(self.conn.execute(
+                    "SELECT transaction_id, recipient_id, role, kind, state FROM deliveries"
+                    f" WHERE transaction_id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk))
+            return found
+
+        return await self._run(q)
+
     async def count_messages(self) -> int:
         def q() -> int:
             return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
@@ -421,6 +505,11 @@ class _SqliteBatch:
 
 
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
+_PENDING = (
+    "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
+    " m.payload, m.correlation_id, m.received_at FROM deliveries d"
+    " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
+)
 _WEBHOOK_COLUMNS = "participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by"
 
 
