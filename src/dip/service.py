@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
@@ -32,6 +33,9 @@ from dip.responses import ResponseItem, item, standard_response
 from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
 from dip.store import AppointmentRow, ParticipantRow, Store, WebhookRow, open_store
 from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
+
+if TYPE_CHECKING:
+    from dip.delivery.worker import DeliveryWorker
 
 log = logging.getLogger("dip")
 
@@ -51,6 +55,7 @@ class DipService:
         self._version = -1
         self._channel_bytes: dict[str, bytes] = {}
         self.signing_key: SigningKey | None = None
+        self.worker: DeliveryWorker | None = None
         self.signing_cert_pem = b""
         self._poller: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
@@ -65,9 +70,16 @@ class DipService:
         self.checker.start()
         await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
         gc.freeze()  # what start-up built lives for ever: keep it out of every later collection
+        if self.settings.deliver:
+            from dip.delivery.worker import DeliveryWorker
+
+            self.worker = DeliveryWorker(self, poll_seconds=self.settings.delivery_poll_seconds)
+            self.worker.start()
         self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
