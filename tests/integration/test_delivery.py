@@ -170,3 +170,44 @@ def test_without_a_webhook_messages_wait_then_go_when_one_is_registered(
     assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
     hook.wait_for(lambda calls: len(calls) == 1, timeout=15)
     wait_states(fast, [tid], "delivered")
+
+
+def test_level_4_status_messages_reach_the_original_sender(fast: RunningDip, cast: dict[str, Identity],
+                                                           hook: WebhookReceiver) -> None:
+    import orjson
+
+    with WebhookReceiver() as status_hook:
+        mds = DipClient(fast.url, cast["MDS"])
+        assert mds.register_webhook("IF-021", hook.url).status_code == 201
+        assert DipClient(fast.url, cast["SDS"]).register_webhook(None, status_hook.url).status_code == 201
+        (tid,) = send(fast, cast, 1)
+        enqueue(fast, [tid])
+        hook.wait_for(lambda calls: len(calls) == 1)
+        report = [{"transactionID": tid, "senderID": MDS, "message": "RCP1061 MPAN Invalid or Unknown",
+                   "help": "MPAN not in our portfolio", "recipientID": None, "senderUniqueReference": None,
+                   "correlationID": None, "sentTimestamp": "2026-11-23T10:00:00+00:00",
+                   "DIPConnectionProviderID": None, "serviceTicketURL": None}]
+        response = mds.post("/statusmessage", orjson.dumps(report))
+        assert response.status_code == 201, response.text
+        assert items(response)[0]["message"] == "MSG0000 - Success"
+        (relayed,) = status_hook.wait_for(lambda calls: len(calls) == 1)
+        (entry,) = relayed.json
+        assert entry["transactionID"] == tid and entry["recipientID"] == SDS and entry["senderID"] == MDS
+        assert entry["message"] == "RCP1061 MPAN Invalid or Unknown"
+
+
+def test_status_messages_about_someone_elses_transaction_are_refused(fast: RunningDip, cast: dict[str, Identity],
+                                                                    hook: WebhookReceiver) -> None:
+    import orjson
+
+    (tid,) = send(fast, cast, 1)  # never delivered to SUP
+    sup = DipClient(fast.url, cast["SUP"])
+    base = {"senderID": cast["SUP"].participant_id, "message": "RCP1000 failed"}
+    response = sup.post("/statusmessage", orjson.dumps([{**base, "transactionID": tid}]))
+    assert response.status_code == 400 and "did not receive" in items(response)[0]["help"]
+    response = sup.post("/statusmessage", orjson.dumps([{**base, "transactionID": "T-nope"}]))
+    assert response.status_code == 400 and "not a transaction" in items(response)[0]["help"]
+    response = sup.post("/statusmessage", orjson.dumps([{**base, "transactionID": tid, "senderID": MDS}]))
+    assert response.status_code == 400 and "not the caller" in items(response)[0]["help"]
+    assert sup.post("/statusmessage", b"[]").status_code == 400
+    assert sup.post("/statusmessage", b'{"x": 1}').status_code == 400

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dip import __version__
-from dip.api import admin, participant, registry, webhooks
+from dip.api import admin, participant, registry, status, webhooks
 from dip.api.common import error_response
 from dip.api.paths import CaseInsensitivePaths
 from dip.codes import Code
@@ -59,6 +59,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(registry.router)
     app.include_router(webhooks.router)
+    app.include_router(status.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:

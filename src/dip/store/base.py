@@ -190,6 +190,9 @@ class Store(Protocol):
         Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
         """
 
+    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """transaction ID -> (sender, correlation ID) for the stored messages among these."""
+
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         """(transaction ID, recipient, role, kind, state) of every delivery of these messages."""
 

@@ -382,6 +382,13 @@ class PostgresStore:
         return True
 
     @_translated
+    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        rows = await self.pool.fetch(
+            "SELECT transaction_id, sender_id, correlation_id FROM messages WHERE transaction_id = ANY($1::text[])",
+            sorted(set(transaction_ids)))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    @_translated
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         rows = await self.pool.fetch(
             "SELECT transaction_id, recipient_id, role, kind, state FROM deliveries"

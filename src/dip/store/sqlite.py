@@ -468,6 +468,20 @@ class SqliteStore:
 
         return await self._run(self._write, w)
 
+    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        def q() -> dict[str, tuple[str, str | None]]:
+            found: dict[str, tuple[str, str | None]] = {}
+            unique = sorted(set(transaction_ids))
+            for start in range(0, len(unique), 900):
+                chunk = unique[start:start + 900]
+                for tid, sender, correlation in self.conn.execute(
+                    "SELECT transaction_id, sender_id, correlation_id FROM messages"
+                    f" WHERE transaction_id IN ({','.join('?' * len(chunk))})", chunk):
+                    found[tid] = (sender, correlation)
+            return found
+
+        return await self._run(q)
+
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         def q() -> list[tuple[str, str, str, str, str]]:
             found: list[tuple[str, str, str, str, str]] = []
