@@ -40,6 +40,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--retry-max-seconds", type=float, default=None)
     p.add_argument("--dead-letter-after-seconds", type=float, default=None)
     p.add_argument("--webhook-timeout-seconds", type=float, default=None)
+    p.add_argument("--no-delivery", action="store_true",
+                   help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--demo", action="store_true",
                    help="on-board demo participants and write their credentials to DATA_DIR/demo/")
     p.add_argument("--no-default-catalogue", action="store_true",
@@ -62,7 +64,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
-        demo=args.demo, load_default_catalogue=not args.no_default_catalogue, **timing,
+        demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
+        **timing,
     )
 
 
