@@ -50,7 +50,8 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
     """Run `dip serve` in its own process (production settings: uvloop, httptools); yield its URL."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dip-bench-") as data_dir:
-        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir, *os.environ.get("DIP_BENCH_SERVE_ARGS", "").split(),
+        extra_serve = os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()
+        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir, *extra_serve,
                 "--log-level", "warning", "--demo"]
         if database_url:
             args += ["--database-url", database_url]
