@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import orjson
 
 from dip.client import DipClient, Identity, Response
-from dip.samples import consumption_block, meter_install_block, mpan_core
+from dip.samples import consumption_block, meter_install_block, mpan_core, sample_appointments, sample_mpans
 from dip.store import Store
 from dip.testing import AdminClient, RunningDip
 
@@ -19,9 +19,13 @@ SUP, REGS, MSS, SDS, MDS, LDSO, DCP, OTHER = (
 )
 
 
+REGISTERED_MPANS = 100  # consumption() and meter_install() use MPANs of the first seeds
+
+
 def onboard_all(admin: AdminClient) -> dict[str, Identity]:
-    """The usual cast: one participant per role, each with a key and a certificate."""
-    return {
+    """The usual cast: one participant per role, each with a key and a certificate, and SUP
+    appointed in the MPAN registry to the MPANs the sample messages use."""
+    cast = {
         "SUP": admin.onboard(SUP, ["SUP"]),
         "REGS": admin.onboard(REGS, ["REGS"]),
         "MSS": admin.onboard(MSS, ["MSS"]),
@@ -29,6 +33,15 @@ def onboard_all(admin: AdminClient) -> dict[str, Identity]:
         "MDS": admin.onboard(MDS, ["MDS"]),
         "DCP": admin.onboard(DCP, ["DCP"]),
     }
+    appoint_supplier(admin)
+    return cast
+
+
+def appoint_supplier(admin: AdminClient) -> None:
+    """SUP on-board and appointed to the MPANs of the sample messages, so IF-021 (routed by MPAN)
+    finds a secondary recipient."""
+    admin.put_participant(SUP, ["SUP"]).raise_for_status()
+    admin.load_registry(sample_appointments(sample_mpans(REGISTERED_MPANS), {"SUP": SUP})).raise_for_status()
 
 
 def consumption(client: DipClient, n: int = 1, **kwargs: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,10 @@ optional keys this DIP adds:
 - ``payloadSchemas``: ``{eventCode: JSON Schema of the whole payload}``, written by
   ``dip catalogue import-openapi`` so Level 1 checks are exactly the official API's. When
   absent, the DIP checks the common blocks with its own schema (dip.schemas) and the custom
-  block with ``customBlockSchema``.
+  block with ``customBlockSchema``;
+- ``registryUpdates``: which fields of an accepted message appoint or de-appoint a role for the
+  message's MPAN, from or to which date (FS 5.5.14: registration flows keep the MPAN address
+  registry current); see dip.registry_updates.
 
 The catalogue in memory is an immutable snapshot; a change builds a new one.
 """
@@ -41,6 +44,17 @@ class Routing(msgspec.Struct, forbid_unknown_fields=True):
     always: AlwaysRouting = msgspec.field(default_factory=AlwaysRouting)
 
 
+class RegistryUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """One appointment (``effectiveFrom`` given) or de-appointment (``effectiveTo`` given) that a
+    message carries: ``participant`` and the date are JSON pointers into the payload."""
+
+    role: str
+    participant: str
+    effectiveFrom: str | None = None
+    effectiveTo: str | None = None
+    eventCodes: list[str] = []  # empty: every event code of the channel
+
+
 class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
     publicationID: str
     title: str
@@ -54,6 +68,7 @@ class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
     retentionDays: int = 730
     interfaceID: str | None = None
     payloadSchemas: dict[str, dict[str, Any]] | None = None
+    registryUpdates: list[RegistryUpdate] = []
 
 
 _decoder = msgspec.json.Decoder(ChannelDefinition)
@@ -149,6 +164,17 @@ def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
         for pointer in pointers:
             if not pointer or not _POINTER.fullmatch(pointer):
                 raise CatalogueError(f"obfuscation.{role}: '{pointer}' is not a JSON pointer")
+    for n, update in enumerate(d.registryUpdates):
+        where = f"registryUpdates[{n}]"
+        _check_roles(where, [update.role])
+        if (update.effectiveFrom is None) == (update.effectiveTo is None):
+            raise CatalogueError(f"{where} needs exactly one of effectiveFrom (appoints) and effectiveTo (de-appoints)")
+        for pointer in (update.participant, update.effectiveFrom or update.effectiveTo or ""):
+            if not pointer or not _POINTER.fullmatch(pointer):
+                raise CatalogueError(f"{where}: '{pointer}' is not a JSON pointer")
+        unknown = [code for code in update.eventCodes if code not in d.eventCodes]
+        if unknown:
+            raise CatalogueError(f"{where}.eventCodes: {', '.join(unknown)} not in the channel's eventCodes")
     if d.retentionDays < 1:
         raise CatalogueError("retentionDays must be at least 1")
     if d.customBlockSchema is not None:

@@ -45,6 +45,7 @@ class Settings:
         default_factory=lambda: _env_float("DIP_DEAD_LETTER_AFTER_SECONDS", 1_209_600)
     )
     webhook_timeout_seconds: float = field(default_factory=lambda: _env_float("DIP_WEBHOOK_TIMEOUT_SECONDS", 30))
+    registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
     deliver: bool = True  # run the delivery worker in this process
     delivery_poll_seconds: float = 0.5
     demo: bool = False

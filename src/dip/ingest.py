@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from dip import ids
+from dip import ids, registry_updates, routing
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Directory, Participant
-from dip.store.base import MessageRow
+from dip.registry import Appointment, Registry, RegistryView
+from dip.store.base import AppointmentRow, DeliveryRow, MessageRow
 from dip.validation import Checked, Header, payload_bytes
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -45,6 +46,8 @@ class Verdict:
     sender_id: str | None
     dcp_id: str | None
     row: MessageRow | None = None  # set when accepted
+    deliveries: tuple[DeliveryRow, ...] = ()  # one per recipient (participant, role)
+    appointments: tuple[AppointmentRow, ...] = ()  # the MPAN registry changes it makes
 
     @property
     def accepted(self) -> bool:
@@ -116,14 +119,46 @@ class Judge:
     """
 
     def __init__(self, channel: Channel, directory: Directory, caller: Caller, now: datetime,
-                 received_at: int) -> None:
+                 received_at: int, registry: RegistryView | None = None) -> None:
         self.channel = channel
         self.directory = directory
         self.caller = caller
         self.now = now
         self.received_at = received_at
+        self.registry: RegistryView = registry if registry is not None else Registry()
         self.seen: set[tuple[str, str]] = set()
         self.times: dict[str, datetime | None] = {}  # messages of a batch mostly share their timestamp
+        self.today = now.date().isoformat()
+        self.queues: dict[str, str] = {}  # recipient -> its queue on this channel
+        self.appointed: dict[str, dict[tuple[str, str], Appointment]] = {}  # this batch's registry changes
+
+    def _route(self, h: Header, transaction_id: str) -> tuple[DeliveryRow, ...] | routing.RoutingError:
+        routed = routing.route(
+            self.channel, self.directory, self.registry, (h.sender_id, h.sender_role), h.primary_recipients,
+            h.mpan, routing.routing_day(h.routing_date, self.today),
+        )
+        if isinstance(routed, routing.RoutingError):
+            return routed
+        queues, interface_id, at = self.queues, self.channel.interface_id, self.received_at
+        out = []
+        for r in routed.recipients:
+            queue = queues.get(r.participant_id)
+            if queue is None:
+                queue = queues[r.participant_id] = f"{r.participant_id}|{interface_id}"
+            out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at))
+        return tuple(out)
+
+    def _appointments(self, h: Header) -> tuple[AppointmentRow, ...]:
+        """The registry rows this message writes, given the registry and earlier messages of the batch."""
+        if not h.mpan:
+            return ()
+        mine = self.appointed.setdefault(h.mpan, {})
+        existing = {(a.role, a.effective_from): a for a in self.registry.appointments(h.mpan)} | mine
+        rows = registry_updates.apply(h.mpan, existing.values(), h.changes)
+        for r in rows:
+            mine[(r.role, r.effective_from)] = Appointment(r.mpan, r.role, r.participant_id, r.effective_from,
+                                                           r.effective_to)
+        return tuple(rows)
 
     def __call__(self, checked: list[Checked], raws: Sequence[bytes | msgspec.Raw]) -> list[Verdict]:
         """One verdict per message of ``checked`` (all must have passed the schema stage).
@@ -187,12 +222,19 @@ class Judge:
                     )
             if problem is None and (h.primary_recipients or channel.primary_only):
                 problem = _addressing_problem(h, channel, directory)
+            transaction_id = f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}"
+            deliveries: tuple[DeliveryRow, ...] | routing.RoutingError = ()
+            if problem is None:
+                deliveries = self._route(h, transaction_id)
+                if isinstance(deliveries, routing.RoutingError):
+                    problem = deliveries.code, deliveries.help
             if problem is not None:
                 verdicts.append(_reject(c, h, *problem))
                 continue
+            assert not isinstance(deliveries, routing.RoutingError)
             seen.add((h.sender_id, h.sur))
             row = MessageRow(
-                f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}",
+                transaction_id,
                 interface_id,
                 h.event_code,
                 h.schema_version,
@@ -205,7 +247,8 @@ class Judge:
                 received_at,
                 payload_bytes(c, raws[c.index]),
             )
-            verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row))
+            verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row, deliveries,
+                                    self._appointments(h) if h.changes else ()))
         return verdicts
 
 
@@ -217,9 +260,10 @@ def judge(
     raws: Sequence[bytes | msgspec.Raw],
     now: datetime,
     received_at: int,
+    registry: RegistryView | None = None,
 ) -> list[Verdict]:
     """The verdicts of a whole batch at once (see Judge)."""
-    return Judge(channel, directory, caller, now, received_at)(checked, raws)
+    return Judge(channel, directory, caller, now, received_at, registry)(checked, raws)
 
 
 def may_send_on(channel: Channel, caller: Caller, directory: Directory) -> bool:

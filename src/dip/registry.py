@@ -9,8 +9,12 @@ None means open-ended.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
+
+from dip.store.base import AppointmentRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,20 @@ class Appointment:
 
     def covers(self, day: str) -> bool:
         return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+
+class RegistrySource(Protocol):
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]: ...
+
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]: ...
+
+
+class RegistryView(Protocol):
+    """What routing and registry maintenance read: a Registry, or a RegistryCache after prefetch."""
+
+    def lookup(self, mpan: str, role: str, day: str) -> list[str]: ...
+
+    def appointments(self, mpan: str) -> tuple[Appointment, ...]: ...
 
 
 class Registry:
@@ -50,5 +68,75 @@ class Registry:
         end = bisect.bisect_right([a.effective_from for a in entries], day)
         return sorted({a.participant_id for a in entries[:end] if a.covers(day)})
 
+    def appointments(self, mpan: str) -> tuple[Appointment, ...]:
+        return tuple(a for (m, _), entries in self._by_key.items() if m == mpan for a in entries)
+
     def knows(self, mpan: str) -> bool:
         return any(key[0] == mpan for key in self._by_key)
+
+
+class RegistryCache:
+    """The registry as the hot path sees it: the appointments of recently used MPANs, in memory.
+
+    Filled on demand (``view`` before a chunk of messages is judged, one query for the MPANs it
+    does not hold), bounded (the oldest entries go first), and kept coherent across nodes by the
+    store's registry version: ``refresh`` asks which MPANs changed since the version it holds and
+    forgets them (everything, when too many changed, e.g. after a bulk load).
+    """
+
+    def __init__(self, store: RegistrySource, capacity: int = 2_000_000, max_changes: int = 10_000) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.max_changes = max_changes
+        self.version = -1
+        self._by_mpan: dict[str, tuple[Appointment, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_mpan)
+
+    async def refresh(self) -> None:
+        version, changed = await self.store.registry_changes(self.version, self.max_changes)
+        if version == self.version:
+            return
+        if changed is None or self.version < 0:
+            self._by_mpan.clear()
+        else:
+            for mpan in changed:
+                self._by_mpan.pop(mpan, None)
+        self.version = version
+
+    async def view(self, mpans: Iterable[str | None]) -> RegistrySnapshot:
+        """The appointments of these MPANs, from memory, fetching the ones not held in one query.
+
+        The snapshot stays valid whatever other requests do to the cache meanwhile.
+        """
+        wanted = {m for m in mpans if m}
+        held = {m: self._by_mpan[m] for m in wanted if m in self._by_mpan}
+        missing = wanted - held.keys()
+        if missing:
+            found: dict[str, list[Appointment]] = {m: [] for m in missing}
+            for row in await self.store.appointments(sorted(missing)):
+                found[row.mpan].append(Appointment(row.mpan, row.role, row.participant_id, row.effective_from,
+                                                   row.effective_to))
+            overflow = len(self._by_mpan) + len(found) - self.capacity
+            if overflow > 0:
+                for mpan in list(itertools.islice(self._by_mpan, overflow)):
+                    del self._by_mpan[mpan]
+            for mpan, appointments in found.items():
+                held[mpan] = self._by_mpan[mpan] = tuple(appointments)
+        return RegistrySnapshot(held)
+
+
+class RegistrySnapshot:
+    """Appointments of a known set of MPANs (a RegistryView)."""
+
+    def __init__(self, by_mpan: dict[str, tuple[Appointment, ...]]) -> None:
+        self._by_mpan = by_mpan
+
+    def appointments(self, mpan: str) -> tuple[Appointment, ...]:
+        return self._by_mpan.get(mpan, ())
+
+    def lookup(self, mpan: str, role: str, day: str) -> list[str]:
+        """Participants holding ``role`` for ``mpan`` on ``day``."""
+        found = [a.participant_id for a in self._by_mpan.get(mpan, ()) if a.role == role and a.covers(day)]
+        return found if len(found) < 2 else sorted(set(found))

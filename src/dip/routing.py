@@ -13,7 +13,9 @@ Three kinds of addressing (E2E 4.3.1, FS 5.5.3; API contract ``routing``):
 A participant/role pair receives a message once (the first kind that finds it wins, in the
 order above). The sending participant/role pair itself is never a recipient.
 
-Errors found here are per-message Level 1 verdicts (MSG1030-MSG1038).
+Errors found here are per-message Level 1 verdicts (MSG1030-MSG1038). MSG1038 (no secondary
+recipient found) applies only when the sender named no primary recipient: a message addressed to
+someone is not refused because the registry does not (yet) know the MPAN's other parties.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def route(
                 add(pid, role, "secondary")
                 if pid not in secondary_ids:
                     secondary_ids.append(pid)
-        if not resolved:
+        if not resolved and not found:
+            # MPAN routing was the message's only way to its addressees; with named primary
+            # recipients it still goes to them (the registry may lag a change of supplier)
             return RoutingError(
                 Code.SECONDARY_UNRESOLVED,
                 f"no {'/'.join(rules.secondary)} is appointed to MPAN {mpan} on {day} in the DIP's registry",

@@ -10,6 +10,7 @@ from typing import Any
 from dip.client import DipClient
 
 DEMO_REGS = "1100000001"
+SAMPLE_MPANS = 10_000  # the demo registry holds the first MPANs of every seed's samples
 
 
 def mpan_core(seed: int) -> str:
@@ -18,6 +19,22 @@ def mpan_core(seed: int) -> str:
     primes = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
     check = sum(int(d) * p for d, p in zip(body, primes, strict=True)) % 11 % 10
     return body + str(check)
+
+
+def sample_mpans(count: int, seed: int = 0) -> list[str]:
+    """The MPANs ``sample_payloads`` uses for ``count`` messages of ``seed``."""
+    return [mpan_core(seed * 1_000_003 + i) for i in range(count)]
+
+
+def sample_appointments(mpans: list[str], holders: dict[str, str], effective_from: str = "2020-01-01",
+                        ) -> list[dict[str, Any]]:
+    """MPAN registry rows (the ``POST /admin/mpan-registry`` shape) appointing, for every MPAN,
+    ``holders`` ({role: participant ID}) from ``effective_from``, open-ended."""
+    return [
+        {"MPANCore": mpan, "role": role, "participantId": participant, "effectiveFrom": effective_from,
+         "effectiveTo": None}
+        for mpan in mpans for role, participant in holders.items()
+    ]
 
 
 def consumption_block(data_service_id: str, day: datetime, rng: random.Random) -> dict[str, Any]:
@@ -87,8 +104,7 @@ def sample_payloads(client: DipClient, interface_id: str, count: int,
     now = datetime.now(UTC)
     sender = on_behalf_of[0] if on_behalf_of else client.identity.participant_id
     out = []
-    for i in range(count):
-        mpan = mpan_core(seed * 1_000_003 + i)
+    for i, mpan in enumerate(sample_mpans(count, seed)):
         if interface_id == "IF-021":
             block = consumption_block(sender, now - timedelta(days=1), rng)
             out.append(client.message("IF-021", "[ActivePower]", "011", block, mpan=mpan, on_behalf_of=on_behalf_of))

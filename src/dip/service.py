@@ -29,6 +29,7 @@ from dip.exceptions import CatalogueError, UniqueViolation
 from dip.ingest import Caller, Judge, Verdict
 from dip.ingest import judge as judge_batch
 from dip.ratelimit import MessageRateLimiter
+from dip.registry import RegistryCache, RegistryView
 from dip.responses import ResponseItem, item, standard_response
 from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
 from dip.store import AppointmentRow, ParticipantRow, Store, WebhookRow, open_store
@@ -52,6 +53,7 @@ class DipService:
         self.directory = Directory()
         self.checker = SchemaChecker(settings.validation_workers)
         self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
+        self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
         self._version = -1
         self._channel_bytes: dict[str, bytes] = {}
         self.signing_key: SigningKey | None = None
@@ -173,6 +175,9 @@ class DipService:
         verdicts: list[Verdict] = []
         judge_time = store_time = 0.0
         judge = Judge(channel, self.directory, caller, now, micros(now))
+        by_mpan = _needs_registry(channel)
+        if by_mpan:
+            await self.registry.refresh()
         try:
             async with self.store.message_batch() as batch, \
                     contextlib.aclosing(self.checker.chunks(spec, raws, body)) as chunks:
@@ -182,12 +187,17 @@ class DipService:
                     if failed:
                         continue  # keep checking, to report every failing message; store nothing
                     t = time.perf_counter()
+                    if by_mpan:
+                        judge.registry = await self.registry.view(c.header.mpan for c in chunk if c.header)
                     with paused_gc():
                         chunk_verdicts = judge(chunk, raws)
                     accepted = [v for v in chunk_verdicts if v.row is not None]
                     judge_time += time.perf_counter() - t
                     t = time.perf_counter()
-                    skipped = await batch.add([v.row for v in accepted if v.row is not None])
+                    skipped = await batch.add([v.row for v in accepted if v.row is not None],
+                                              [v.deliveries for v in accepted],
+                                              [v.appointments for v in accepted] if channel.definition.registryUpdates
+                                              else ())
                     store_time += time.perf_counter() - t
                     verdicts.extend(_mark_duplicates(chunk_verdicts, [accepted[i].index for i in skipped]))
                 if failed:
@@ -200,10 +210,15 @@ class DipService:
             # A concurrent batch stored one of these references between our check and our write,
             # and the transaction was rolled back: judge again and store in one go (that path
             # re-checks inside its own transaction and retries).
-            verdicts = judge_batch(channel, self.directory, caller, checked, raws, now, micros(now))
+            registry = await self._registry_view(channel, checked)
+            verdicts = judge_batch(channel, self.directory, caller, checked, raws, now, micros(now), registry)
             accepted = [v for v in verdicts if v.row is not None]
-            skipped = await self.store.insert_messages([v.row for v in accepted if v.row is not None])
+            skipped = await self.store.insert_messages([v.row for v in accepted if v.row is not None],
+                                                       [v.deliveries for v in accepted],
+                                                       [v.appointments for v in accepted])
             verdicts = _mark_duplicates(verdicts, [accepted[i].index for i in skipped])
+        if self.worker is not None and any(v.deliveries for v in verdicts):
+            self.worker.wake()
         t = time.perf_counter()
         with paused_gc():
             items = [self._verdict_item(v, caller, stamp) for v in verdicts]
@@ -228,12 +243,19 @@ class DipService:
                 problems.append(f"[{c.index}] {Code.SCHEMA_FAILURE.value} /CommonBlock/S0/eventCode "
                                 f"'{c.header.event_code}' is not {event_code}")
         if not problems:
-            for v in judge_batch(channel, self.directory, caller, checked, raws, now, micros(now)):
+            registry = await self._registry_view(channel, checked)
+            for v in judge_batch(channel, self.directory, caller, checked, raws, now, micros(now), registry):
                 if not v.accepted:
                     problems.append(f"[{v.index}] {v.code.value} {v.help}")
         if problems:
             return False, "; ".join(problems)[:20_000]
         return True, f"{len(raws)} message(s) valid for {channel.interface_id} {event_code}"
+
+    async def _registry_view(self, channel: Channel, checked: list[Checked]) -> RegistryView | None:
+        if not _needs_registry(channel):
+            return None
+        await self.registry.refresh()
+        return await self.registry.view(c.header.mpan for c in checked if c.header)
 
     def _schema_item(self, c: Checked, caller: Caller, stamp: str) -> ResponseItem:
         return item(
@@ -347,6 +369,10 @@ class DipService:
         deleted = await self.store.delete_channel(interface_id)
         await self.reload()
         return deleted
+
+
+def _needs_registry(channel: Channel) -> bool:
+    return bool(channel.definition.routing.secondary or channel.definition.registryUpdates)
 
 
 class _BatchRejected(Exception):

@@ -96,6 +96,10 @@ class AdminClient:
         api_key = self.http.post(f"/admin/participants/{participant_id}/api-keys").json()["apiKey"]
         return Identity(participant_id, role or roles[0], api_key, key_pem, cert_pem, self.url, environment)
 
+    def load_registry(self, appointments: list[dict[str, Any]]) -> httpx.Response:
+        """POST /admin/mpan-registry: rows like dip.samples.sample_appointments makes."""
+        return self.http.post("/admin/mpan-registry", json={"appointments": appointments})
+
     def put_channel(self, interface_id: str, definition: dict[str, Any]) -> httpx.Response:
         return self.http.put(f"/admin/channels/{interface_id}", json=definition)
 

@@ -27,8 +27,10 @@ import jsonschema_rs
 import msgspec
 import orjson
 
+from dip import registry_updates
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
+from dip.registry_updates import Change
 from dip.schemas import payload_schema
 
 MAX_HELP = 480
@@ -48,6 +50,8 @@ class Header(msgspec.Struct, frozen=True, array_like=True, gc=False):
     dcp_id: str | None
     primary_recipients: tuple[str | None, ...]
     mpan: str | None
+    routing_date: str | None = None  # the value at the channel's routing.secondaryDate pointer
+    changes: tuple[Change, ...] = ()  # MPAN appointments the message makes (registryUpdates)
 
 
 class Checked(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -86,6 +90,8 @@ class _Validators:
             for code in d.eventCodes:
                 self.by_event[code] = (compiled, schema)
         self.event_codes = sorted(d.eventCodes)
+        self.date_pointer = d.routing.secondaryDate
+        self.registry_updates = d.registryUpdates
 
     def get(self, event_code: object) -> tuple[Any, dict[str, Any]] | None:
         if isinstance(event_code, str):
@@ -192,7 +198,7 @@ def _first_error(validator: Any, payload: Any) -> str:
     return "message does not match the schema"
 
 
-def _header(payload: dict[str, Any]) -> Header:
+def _header(payload: dict[str, Any], validators: _Validators | None = None) -> Header:
     common = payload["CommonBlock"]
     s0, s1 = common["S0"], common["S1"]
     a0 = common.get("A0") or {}
@@ -209,7 +215,17 @@ def _header(payload: dict[str, Any]) -> Header:
         dcp_id=s1.get("DIPConnectionProviderID"),
         primary_recipients=tuple(a0.get("primaryRecipients") or ()),
         mpan=m0.get("MPANCore"),
+        routing_date=_routing_date(payload, validators.date_pointer) if validators else None,
+        changes=(registry_updates.extract(validators.registry_updates, s0["eventCode"], payload)
+                 if validators and validators.registry_updates else ()),
     )
+
+
+def _routing_date(payload: dict[str, Any], pointer: str | None) -> str | None:
+    if pointer is None:
+        return None
+    value = registry_updates.field_at(payload, pointer)
+    return value if isinstance(value, str) else None
 
 
 def _fail(index: int, code: Code, help_text: str, sur: Any = None) -> Checked:
@@ -256,7 +272,7 @@ def check_one(index: int, raw: bytes | msgspec.Raw | memoryview, spec: CheckSpec
         else:
             return _fail(index, Code.SCHEMA_FAILURE, _first_error(validator, payload), sur)
     try:
-        header = _header(payload)
+        header = _header(payload, validators)
     except (KeyError, TypeError) as exc:
         return _fail(index, Code.SCHEMA_FAILURE, f"common block field missing: {exc}", sur)
     if header.environment != spec.environment:

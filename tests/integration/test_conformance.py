@@ -20,6 +20,7 @@ import pytest
 from dip.catalogue_import import import_into_dip
 from dip.client import DipClient, Identity
 from dip.openapi_import import component_schema
+from dip.samples import sample_appointments
 from dip.testing import AdminClient, RunningDip
 from tests.conftest import REFERENCE
 
@@ -37,6 +38,9 @@ def imported(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
     lines = import_into_dip(REFERENCE, dip.url, dip.admin_key)
     assert len(lines) == 58 and all("refused" not in line and "skipped" not in line for line in lines), lines
     admin.put_participant(RECIPIENT, ["SUP", "MSS"]).raise_for_status()
+    # the example MPANs' supplier, so the channels routed by MPAN find a recipient
+    mpans = {e["payload"]["CommonBlock"].get("M0", {}).get("MPANCore") for e in EXAMPLES.values()}
+    admin.load_registry(sample_appointments(sorted(m for m in mpans if m), {"SUP": RECIPIENT})).raise_for_status()
     senders: dict[str, set[str]] = {}
     for example in EXAMPLES.values():
         s1 = example["payload"]["CommonBlock"]["S1"]

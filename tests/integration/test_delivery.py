@@ -1,7 +1,7 @@
 """The delivery worker against real webhook servers, on SQLite and PostgreSQL.
 
-Deliveries are put on the queues directly here (routing at ingest comes next); everything else
-is real: the DIP's worker claims the queue, builds and signs the call, and settles the outcome.
+Messages are sent through the API, routed at ingest (IF-021: MDS always, SUP by MPAN) and pushed
+by the DIP's worker, which claims the queue, builds and signs the call, and settles the outcome.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 
 from dip.client import DipClient, Identity
 from dip.signing import load_certificate_pem, verify_request
-from dip.store import DeliveryRow
 from dip.testing import AdminClient, RunningDip, WebhookReceiver
 from tests.helpers import MDS, SDS, consumption, in_store, items, onboard_all
 
@@ -44,15 +43,11 @@ def send(dip: RunningDip, cast: dict[str, Identity], n: int) -> list[str]:
     return [entry["transactionID"] for entry in items(response)]
 
 
-def enqueue(dip: RunningDip, transactions: list[str], recipient: str = MDS, role: str = "MDS",
-            accepted_at: int | None = None) -> None:
-    now = int(time.time() * 1e6)
-    rows = [DeliveryRow(f"{recipient}|IF-021", t, recipient, role, "always", accepted_at or now) for t in transactions]
-    in_store(dip, lambda store: store.enqueue(rows, now))
-
-
-def states(dip: RunningDip, transactions: list[str]) -> list[str]:
-    return [s[4] for s in in_store(dip, lambda store: store.delivery_states(transactions)) if s[3] != "status"]
+def states(dip: RunningDip, transactions: list[str], recipient: str = MDS) -> list[str]:
+    """The delivery states of these messages to ``recipient``, in the order given."""
+    found = {s[0]: s[4] for s in in_store(dip, lambda store: store.delivery_states(transactions))
+             if s[1] == recipient and s[3] != "status"}
+    return [found.get(t, "none") for t in transactions]
 
 
 def wait_states(dip: RunningDip, transactions: list[str], wanted: str, timeout: float = 10) -> None:
@@ -69,7 +64,6 @@ def test_publication_is_pushed_signed_with_d0_and_a0(fast: RunningDip, cast: dic
     mds = DipClient(fast.url, cast["MDS"])
     assert mds.register_webhook("IF-021", hook.url).status_code == 201
     (tid,) = send(fast, cast, 1)
-    enqueue(fast, [tid])
     (call,) = hook.wait_for(lambda calls: len(calls) == 1)
     wait_states(fast, [tid], "delivered")
     (message,) = call.json
@@ -93,7 +87,6 @@ def test_batches_respect_max_message_count_and_keep_order(fast: RunningDip, cast
                                                           hook: WebhookReceiver) -> None:
     assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url, max_message_count=2).status_code == 201
     tids = send(fast, cast, 5)
-    enqueue(fast, tids)
     calls = hook.wait_for(lambda calls: sum(len(c.json) for c in calls) == 5)
     assert [len(c.json) for c in calls] == [2, 2, 1]
     assert [m["payload"]["CommonBlock"]["D0"]["transactionID"] for c in calls for m in c.json] == tids
@@ -104,7 +97,6 @@ def test_retryable_failures_hold_the_head_then_deliver(fast: RunningDip, cast: d
     assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
     hook.respond(503, times=2)
     (tid,) = send(fast, cast, 1)
-    enqueue(fast, [tid])
     calls = hook.wait_for(lambda calls: len(calls) == 3)
     wait_states(fast, [tid], "delivered")
     gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
@@ -121,7 +113,6 @@ def test_a_207_rejection_is_relayed_to_the_senders_status_webhook(fast: RunningD
             {"transactionID": good, "message": "RCP0000 ok"},
             {"transactionID": bad, "message": "RCP1022 Msg Contains Invalid Value", "help": "v out of range"},
         ], "timestamp": "2026-11-23T10:00:00+00:00"})
-        enqueue(fast, [good, bad])
         (relayed,) = status_hook.wait_for(lambda calls: len(calls) == 1)
         (entry,) = relayed.json
         assert entry["transactionID"] == bad and entry["message"].startswith("RCP1022")
@@ -140,7 +131,6 @@ def test_a_message_not_delivered_in_time_is_dead_lettered_and_its_sender_told(
         assert DipClient(server.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
         assert DipClient(server.url, cast["SDS"]).register_webhook(None, status_hook.url).status_code == 201
         (tid,) = send(server, cast, 1)
-        enqueue(server, [tid])
         wait_states(server, [tid], "dead")
         (told,) = status_hook.wait_for(lambda calls: len(calls) == 1)
         assert told.json[0]["transactionID"] == tid and "dead-lettered" in told.json[0]["help"]
@@ -153,7 +143,6 @@ def test_non_retryable_answers_are_recorded_and_do_not_block_the_queue(
     assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url, max_message_count=1).status_code == 201
     hook.respond(404)
     first, second = send(fast, cast, 2)
-    enqueue(fast, [first, second])
     deadline = time.monotonic() + 10
     while states(fast, [first, second]) != ["failed", "delivered"] and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -164,7 +153,6 @@ def test_without_a_webhook_messages_wait_then_go_when_one_is_registered(
     fast: RunningDip, cast: dict[str, Identity], hook: WebhookReceiver
 ) -> None:
     (tid,) = send(fast, cast, 1)
-    enqueue(fast, [tid])
     time.sleep(0.3)  # a negative check: several worker polls pass and the message must still be waiting
     assert states(fast, [tid]) == ["pending"]
     assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
@@ -181,7 +169,6 @@ def test_level_4_status_messages_reach_the_original_sender(fast: RunningDip, cas
         assert mds.register_webhook("IF-021", hook.url).status_code == 201
         assert DipClient(fast.url, cast["SDS"]).register_webhook(None, status_hook.url).status_code == 201
         (tid,) = send(fast, cast, 1)
-        enqueue(fast, [tid])
         hook.wait_for(lambda calls: len(calls) == 1)
         report = [{"transactionID": tid, "senderID": MDS, "message": "RCP1061 MPAN Invalid or Unknown",
                    "help": "MPAN not in our portfolio", "recipientID": None, "senderUniqueReference": None,
@@ -200,9 +187,9 @@ def test_status_messages_about_someone_elses_transaction_are_refused(fast: Runni
                                                                     hook: WebhookReceiver) -> None:
     import orjson
 
-    (tid,) = send(fast, cast, 1)  # never delivered to SUP
-    sup = DipClient(fast.url, cast["SUP"])
-    base = {"senderID": cast["SUP"].participant_id, "message": "RCP1000 failed"}
+    (tid,) = send(fast, cast, 1)  # never delivered to REGS
+    sup = DipClient(fast.url, cast["REGS"])
+    base = {"senderID": cast["REGS"].participant_id, "message": "RCP1000 failed"}
     response = sup.post("/statusmessage", orjson.dumps([{**base, "transactionID": tid}]))
     assert response.status_code == 400 and "did not receive" in items(response)[0]["help"]
     response = sup.post("/statusmessage", orjson.dumps([{**base, "transactionID": "T-nope"}]))

@@ -23,6 +23,7 @@ from tests.helpers import (
     REGS,
     SDS,
     SUP,
+    appoint_supplier,
     body_of,
     codes,
     consumption,
@@ -114,6 +115,7 @@ def test_reference_uniqueness_survives_a_restart(dip_factory: Callable[..., Runn
     server = dip_factory()
     with AdminClient(server.url, server.admin_key) as admin:
         identity = admin.onboard(SDS, ["SDS"])
+        appoint_supplier(admin)
     payloads = consumption(DipClient(server.url, identity), 2)
     assert DipClient(server.url, identity).send("IF-021", payloads).status_code == 201
     server.__exit__(None, None, None)
@@ -385,6 +387,7 @@ class TestAuthentication:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         admin.put_participant("1300000007", ["SDS"]).raise_for_status()
+        appoint_supplier(admin)
         key_pem, cert_pem = generate_identity("rsa", key=rsa.generate_private_key(65537, 2048))
         assert admin.http.post("/admin/participants/1300000007/certificates",
                                json={"certificatePem": cert_pem.decode()}).status_code == 201
@@ -414,6 +417,7 @@ def test_too_many_messages_is_413(dip_factory: Callable[..., RunningDip]) -> Non
     server = dip_factory(max_messages_per_call=5)
     with AdminClient(server.url, server.admin_key) as admin:
         client = DipClient(server.url, admin.onboard(SDS, ["SDS"]))
+        appoint_supplier(admin)
     response = client.send("IF-021", consumption(client, 6))
     assert response.status_code == 413 and "limit is 5" in items(response)[0]["help"]
     assert client.send("IF-021", consumption(client, 5)).status_code == 201
@@ -431,6 +435,7 @@ def test_rate_limit_is_429_with_retry_after(dip_factory: Callable[..., RunningDi
     server = dip_factory(rate_limit_messages_per_second=1, rate_limit_burst=3)
     with AdminClient(server.url, server.admin_key) as admin:
         client = DipClient(server.url, admin.onboard(SDS, ["SDS"]))
+        appoint_supplier(admin)
     assert client.send("IF-021", consumption(client, 3)).status_code == 201
     response = client.send("IF-021", consumption(client, 2))
     assert response.status_code == 429

@@ -7,6 +7,7 @@ transaction, which is how other nodes notice that their caches are stale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +110,14 @@ class MessageRow(NamedTuple):
 
 
 class MessageBatch(Protocol):
-    async def add(self, rows: list[MessageRow]) -> list[int]:
+    async def add(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                  appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
         """Add rows to the open batch, except those whose (sender_id, sur) already exists.
 
-        Returns the indexes (into ``rows``) of the rows left out for that reason. Nothing is
-        durable until the batch's context exits without an exception; an exception discards it.
+        ``deliveries[i]`` and ``appointments[i]`` (when given) are the routing outcome and the
+        MPAN registry changes of ``rows[i]``; they are stored with it, or left out with it.
+        Returns the indexes (into ``rows``) of the rows left out. Nothing is durable until the
+        batch's context exits without an exception; an exception discards it.
         """
 
 
@@ -161,8 +165,10 @@ class Store(Protocol):
         sender unique reference first; nothing of this batch is then stored.
         """
 
-    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
-        """Store the rows in one transaction, except those whose (sender_id, sur) already exists.
+    async def insert_messages(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                              appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
+        """Store the rows (with their deliveries and appointments, as ``MessageBatch.add``) in one
+        transaction, except those whose (sender_id, sur) already exists.
 
         Returns the indexes (into ``rows``) of the rows not stored for that reason. Commits
         durably before returning.
@@ -171,7 +177,10 @@ class Store(Protocol):
     async def get_message(self, transaction_id: str) -> MessageRow | None: ...
 
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
-        """Add deliveries; a queue's next attempt moves to ``now`` unless its head is backing off."""
+        """Add deliveries; a queue's next attempt moves to ``now`` unless its head is backing off.
+
+        Per queue, deliveries are served in the order of their commits: concurrent writers to one
+        queue are serialised (PostgreSQL locks the queue rows before inserting)."""
 
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries.
@@ -206,6 +215,10 @@ class Store(Protocol):
         """Every appointment, past and present, of the given MPANs."""
 
     async def registry_version(self) -> int: ...
+
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
+        """The registry version now, and the MPANs written after version ``since`` (None when
+        ``since`` is negative or more than ``limit`` MPANs changed)."""
 
     async def put_webhook(self, row: WebhookRow, now: int) -> bool:
         """Insert or replace a webhook registration; True when created."""

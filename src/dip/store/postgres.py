@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -236,20 +236,23 @@ class PostgresStore:
         """One transaction; each ``add`` COPYs its rows at once, so storing overlaps validating."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                yield _PostgresBatch(conn)
+                batch = _PostgresBatch(conn)
+                yield batch
+                await batch.finish()
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from exc
         except _CONNECTION_ERRORS as exc:
             raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
     @_translated
-    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+    async def insert_messages(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                              appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
         if not rows:
             return []
         for attempt in range(5):
             try:
                 async with self.message_batch() as batch:
-                    return await batch.add(rows)
+                    return await batch.add(rows, deliveries, appointments)
             except UniqueViolation:
                 if attempt == 4:
                     raise
@@ -262,21 +265,37 @@ class PostgresStore:
         )
         return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
 
+    @staticmethod
+    async def _put_appointments(conn: asyncpg.Connection, rows: Sequence[AppointmentRow]) -> int:
+        seq = int(await conn.fetchval(
+            "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value"))
+        await conn.execute(
+            "CREATE TEMP TABLE incoming (LIKE mpan_appointments INCLUDING DEFAULTS) ON COMMIT DROP")
+        # the last row of a key wins, as in one load of the same file twice
+        latest = list({(r.mpan, r.role, r.effective_from): r for r in rows}.values())
+        await conn.copy_records_to_table("incoming", records=[(*r, seq) for r in latest],
+                                         columns=[*_APPOINTMENT_COLUMNS, "seq"])
+        await conn.execute(
+            "INSERT INTO mpan_appointments SELECT * FROM incoming"
+            " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
+            " effective_to = excluded.effective_to, seq = excluded.seq"
+        )
+        await conn.execute("DROP TABLE incoming")
+        return seq
+
     @_translated
     async def put_appointments(self, rows: list[AppointmentRow]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            seq = int(await conn.fetchval(
-                "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value"))
-            await conn.execute(
-                "CREATE TEMP TABLE incoming (LIKE mpan_appointments INCLUDING DEFAULTS) ON COMMIT DROP")
-            await conn.copy_records_to_table("incoming", records=[(*r, seq) for r in rows],
-                                             columns=[*_APPOINTMENT_COLUMNS, "seq"])
-            await conn.execute(
-                "INSERT INTO mpan_appointments SELECT DISTINCT ON (mpan, role, effective_from) * FROM incoming"
-                " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
-                " effective_to = excluded.effective_to, seq = excluded.seq"
-            )
-        return seq
+            return await self._put_appointments(conn, rows)
+
+    @_translated
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
+        version = int(await self.pool.fetchval("SELECT value FROM meta WHERE key = 'registry_seq'"))
+        if since < 0 or version == since:
+            return version, None if since < 0 else []
+        changed = [r[0] for r in await self.pool.fetch(
+            "SELECT DISTINCT mpan FROM mpan_appointments WHERE seq > $1 LIMIT $2", since, limit + 1)]
+        return version, None if len(changed) > limit else changed
 
     @_translated
     async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
@@ -323,10 +342,10 @@ class PostgresStore:
     # -- delivery queues ---------------------------------------------------------------------
 
     @staticmethod
-    async def _enqueue(conn: asyncpg.Connection, rows: list[DeliveryRow], now: int) -> None:
-        await conn.copy_records_to_table(
-            "deliveries", records=rows,
-            columns=["queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body"])
+    async def _enqueue(conn: asyncpg.Connection, rows: Sequence[DeliveryRow], now: int) -> None:
+        # Upsert (and so lock) the queue rows first, in a fixed order: a concurrent transaction
+        # adding to the same queue waits here until this one commits, so delivery IDs, which the
+        # worker serves in order, follow the commit order per queue.
         queues = {r.queue: r for r in rows}
         await conn.executemany(
             "INSERT INTO queues (queue, recipient_id, interface_id, next_attempt_at) VALUES ($1, $2, $3, $4)"
@@ -334,6 +353,9 @@ class PostgresStore:
             " THEN least(queues.next_attempt_at, excluded.next_attempt_at) ELSE queues.next_attempt_at END",
             [(q, r.recipient_id, q.split("|", 1)[1], now) for q, r in sorted(queues.items())],
         )
+        await conn.copy_records_to_table(
+            "deliveries", records=rows,
+            columns=["queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body"])
 
     @_translated
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
@@ -403,8 +425,11 @@ class PostgresStore:
 class _PostgresBatch:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self.deliveries: list[DeliveryRow] = []
+        self.appointments: list[AppointmentRow] = []
 
-    async def add(self, rows: list[MessageRow]) -> list[int]:
+    async def add(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                  appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
         if not rows:
             return []
         found = await self.conn.fetch(
@@ -413,7 +438,20 @@ class _PostgresBatch:
             [r.sender_id for r in rows], [r.sur for r in rows],
         )
         existing = {(r[0], r[1]) for r in found}
-        records = rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing]
+        stored = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) not in existing] if existing else range(
+            len(rows))
+        records = rows if not existing else [rows[i] for i in stored]
         if records:
             await self.conn.copy_records_to_table("messages", records=records, columns=_MESSAGE_COLUMNS)
+        # queue entries go in at the end (finish), so the queue rows stay locked only briefly
+        if deliveries:
+            self.deliveries.extend(d for i in stored for d in deliveries[i])
+        if appointments:
+            self.appointments.extend(a for i in stored for a in appointments[i])
         return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+
+    async def finish(self) -> None:
+        if self.deliveries:
+            await PostgresStore._enqueue(self.conn, self.deliveries, max(d.accepted_at for d in self.deliveries))
+        if self.appointments:
+            await PostgresStore._put_appointments(self.conn, self.appointments)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -311,21 +311,20 @@ class SqliteStore:
         # transaction at the end, so a batch still being validated never holds the write lock.
         batch = _SqliteBatch(self)
         yield batch
-        if batch.rows:
+        if batch.rows or batch.deliveries:
             await self._run(self._write, batch.write)
 
-    async def insert_messages(self, rows: list[MessageRow]) -> list[int]:
+    async def insert_messages(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                              appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
         """Check and insert in one write transaction: no other writer can slip in between."""
         if not rows:
             return []
 
         def w(c: sqlite3.Connection) -> list[int]:
-            existing = self._existing(rows)
-            c.executemany(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing],
-            )
-            return [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
+            batch = _SqliteBatch(self)
+            skipped = batch.keep(rows, deliveries, appointments, self._existing(rows))
+            batch.write(c)
+            return skipped
 
         return await self._run(self._write, w)
 
@@ -338,19 +337,31 @@ class SqliteStore:
 
         return await self._run(q)
 
-    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
-        def w(c: sqlite3.Connection) -> int:
-            seq = int(c.execute(
-                "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value").fetchone()[0])
-            c.executemany(
-                f"INSERT INTO mpan_appointments ({_APPOINTMENT_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, {seq})"
-                " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
-                " effective_to = excluded.effective_to, seq = excluded.seq",
-                rows,
-            )
-            return seq
+    @staticmethod
+    def _put_appointments(c: sqlite3.Connection, rows: Sequence[AppointmentRow]) -> int:
+        seq = int(c.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value").fetchone()[0])
+        c.executemany(
+            f"INSERT INTO mpan_appointments ({_APPOINTMENT_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, {seq})"
+            " ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,"
+            " effective_to = excluded.effective_to, seq = excluded.seq",
+            rows,
+        )
+        return seq
 
-        return await self._run(self._write, w)
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        return await self._run(self._write, lambda c: self._put_appointments(c, rows))
+
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
+        def q() -> tuple[int, list[str] | None]:
+            version = int(self.conn.execute("SELECT value FROM meta WHERE key = 'registry_seq'").fetchone()[0])
+            if since < 0 or version == since:
+                return version, None if since < 0 else []
+            changed = [m for (m,) in self.conn.execute(
+                "SELECT DISTINCT mpan FROM mpan_appointments WHERE seq > ? LIMIT ?", (since, limit + 1))]
+            return version, None if len(changed) > limit else changed
+
+        return await self._run(q)
 
     async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
         def q() -> list[AppointmentRow]:
@@ -409,7 +420,7 @@ class SqliteStore:
     # -- delivery queues ---------------------------------------------------------------------
 
     @staticmethod
-    def _enqueue(c: sqlite3.Connection, rows: list[DeliveryRow], now: int) -> None:
+    def _enqueue(c: sqlite3.Connection, rows: Sequence[DeliveryRow], now: int) -> None:
         c.executemany(
             "INSERT INTO deliveries (queue, transaction_id, recipient_id, role, kind, accepted_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -505,17 +516,34 @@ class _SqliteBatch:
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.rows: list[MessageRow] = []
+        self.deliveries: list[DeliveryRow] = []
+        self.appointments: list[AppointmentRow] = []
 
-    async def add(self, rows: list[MessageRow]) -> list[int]:
+    async def add(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                  appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
         existing = await self.store._run(self.store._existing, rows) if rows else set()
-        skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing]
-        self.rows.extend(rows if not existing else [r for r in rows if (r.sender_id, r.sur) not in existing])
+        return self.keep(rows, deliveries, appointments, existing)
+
+    def keep(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]],
+             appointments: Sequence[Sequence[AppointmentRow]], existing: set[tuple[str, str]]) -> list[int]:
+        skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in existing] if existing else []
+        left_out = set(skipped)
+        stored = range(len(rows)) if not skipped else [i for i in range(len(rows)) if i not in left_out]
+        self.rows.extend(rows[i] for i in stored)
+        if deliveries:
+            self.deliveries.extend(d for i in stored for d in deliveries[i])
+        if appointments:
+            self.appointments.extend(a for i in stored for a in appointments[i])
         return skipped
 
     def write(self, conn: sqlite3.Connection) -> None:
         conn.executemany(
             f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
         )
+        if self.deliveries:
+            SqliteStore._enqueue(conn, self.deliveries, max(d.accepted_at for d in self.deliveries))
+        if self.appointments:
+            SqliteStore._put_appointments(conn, self.appointments)
 
 
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
