@@ -40,6 +40,11 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--retry-max-seconds", type=float, default=None)
     p.add_argument("--dead-letter-after-seconds", type=float, default=None)
     p.add_argument("--webhook-timeout-seconds", type=float, default=None)
+    p.add_argument("--delivery-lease-seconds", type=float, default=None,
+                   help="how long a node holds a recipient queue before another may take it over "
+                        "(default: webhook timeout + 30 s)")
+    p.add_argument("--delivery-poll-seconds", type=float, default=Settings.delivery_poll_seconds,
+                   help="how often a worker looks for due queues when not woken")
     p.add_argument("--no-delivery", action="store_true",
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--demo", action="store_true",
@@ -65,6 +70,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
+        delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
         **timing,
     )
 

@@ -46,6 +46,7 @@ class Settings:
     )
     webhook_timeout_seconds: float = field(default_factory=lambda: _env_float("DIP_WEBHOOK_TIMEOUT_SECONDS", 30))
     registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
+    delivery_lease_seconds: float | None = None  # how long a node holds a queue; None: webhook timeout + 30 s
     deliver: bool = True  # run the delivery worker in this process
     delivery_poll_seconds: float = 0.5
     demo: bool = False
@@ -64,6 +65,11 @@ class Settings:
                   self.webhook_timeout_seconds)
         if not all(math.isfinite(v) and v > 0 for v in timing):
             raise ConfigurationError("retry, dead-letter and timeout settings must be positive finite numbers")
+        if self.delivery_lease_seconds is not None and not (
+                math.isfinite(self.delivery_lease_seconds) and self.delivery_lease_seconds > 0):
+            raise ConfigurationError("--delivery-lease-seconds must be a positive number")
+        if not (math.isfinite(self.delivery_poll_seconds) and self.delivery_poll_seconds > 0):
+            raise ConfigurationError("--delivery-poll-seconds must be a positive number")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
         if "{transactionID}" not in self.service_ticket_url:

@@ -80,7 +80,9 @@ class DeliveryWorker:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.policy = RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds,
                                   settings.dead_letter_after_seconds)
-        self.lease_seconds = settings.webhook_timeout_seconds + 30
+        # a lease outlives any call it covers, so a live node never loses a queue mid-call
+        self.lease_seconds = max(settings.delivery_lease_seconds or settings.webhook_timeout_seconds + 30,
+                                 settings.webhook_timeout_seconds + 1)
         self.breakers = CircuitBreakers(cool_off=min(30.0, settings.retry_max_seconds))
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
