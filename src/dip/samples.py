@@ -104,7 +104,7 @@ def sample_payloads(client: DipClient, interface_id: str, count: int,
     now = datetime.now(UTC)
     sender = on_behalf_of[0] if on_behalf_of else client.identity.participant_id
     out = []
-    for i, mpan in enumerate(sample_mpans(count, seed)):
+    for mpan in sample_mpans(count, seed):
         if interface_id == "IF-021":
             block = consumption_block(sender, now - timedelta(days=1), rng)
             out.append(client.message("IF-021", "[ActivePower]", "011", block, mpan=mpan, on_behalf_of=on_behalf_of))
