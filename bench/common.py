@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from dip.samples import sample_appointments
 from dip.testing import AdminClient, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +81,16 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
 
 def admin(url: str) -> AdminClient:
     return AdminClient(url, ADMIN_KEY)
+
+
+DEMO_SUPPLIER = "1000000001"  # on-board in every `dip serve --demo`
+
+
+def appoint(url: str, mpan_lists: list[list[str]], holders: dict[str, str] | None = None) -> None:
+    """Appoint ``holders`` (default: the demo supplier as SUP) to every MPAN, so IF-021 messages
+    for them are routed (by MPAN) to a secondary recipient as well as the always roles."""
+    with admin(url) as operator:
+        for mpans in mpan_lists:
+            for start in range(0, len(mpans), 25_000):
+                rows = sample_appointments(mpans[start:start + 25_000], holders or {"SUP": DEMO_SUPPLIER})
+                operator.load_registry(rows).raise_for_status()

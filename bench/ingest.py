@@ -15,9 +15,9 @@ import time
 
 import orjson
 
-from bench.common import admin, dip_server, fresh_database, machine
+from bench.common import admin, appoint, dip_server, fresh_database, machine
 from dip.client import DipClient
-from dip.samples import sample_payloads
+from dip.samples import sample_mpans, sample_payloads
 
 
 def run(store: str, batches: int, size: int, workers: str | None) -> list[float]:
@@ -25,6 +25,7 @@ def run(store: str, batches: int, size: int, workers: str | None) -> list[float]
     extra = ["--validation-workers", workers] if workers is not None else []
     with dip_server(database_url, extra) as url:
         sds = admin(url).onboard("1300000099", ["SDS"])
+        appoint(url, [sample_mpans(size, seed=b) for b in range(batches)])
         rates = []
         with DipClient(url, sds) as client:
             bodies = []

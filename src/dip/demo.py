@@ -2,7 +2,9 @@
 
 Their credentials are written to ``<data dir>/demo/`` (one profile JSON per participant, plus
 its key and certificate) so ``dip send --profile .dip/demo/SDS.json ...`` works at once.
-Re-running keeps existing credentials when they are still registered.
+Re-running keeps existing credentials when they are still registered. The demo supplier and
+distributor are appointed in the MPAN registry to the MPANs of the generated sample messages
+(the first 10,000 of each seed's), so IF-021 messages are routed to them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dip.directory import hash_api_key
+from dip.samples import SAMPLE_MPANS, sample_mpans
 from dip.service import DipService
 from dip.signing import fingerprint, generate_identity, load_certificate_pem
+from dip.store import AppointmentRow
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ DEMO_PARTICIPANTS = (
     DemoParticipant("1500000001", "Demo Distributor", "LDSO"),
     DemoParticipant("1600000001", "Demo Connection Provider", "DCP"),
 )
+
+
+DEMO_HOLDERS = {"SUP": "1000000001", "LDSO": "1500000001"}
 
 
 async def seed(dip: DipService, base_url: str) -> list[Path]:
@@ -64,6 +71,13 @@ async def seed(dip: DipService, base_url: str) -> list[Path]:
         profiles.append(profile)
     # The demo connection provider may send for the data service (DCP tour step).
     await dip.put_connection_provider("1300000001", "1600000001", ["SDS"])
+    # The demo supplier and distributor hold the MPANs `dip send --generate` uses, so messages
+    # routed by MPAN (IF-021) find them.
+    if not await dip.store.appointments(sample_mpans(1)):
+        await dip.load_appointments([
+            AppointmentRow(mpan, role, "2020-01-01", participant, None)
+            for mpan in sample_mpans(SAMPLE_MPANS) for role, participant in DEMO_HOLDERS.items()
+        ])
     return profiles
 
 

@@ -77,6 +77,7 @@ class DipService:
 
             self.worker = DeliveryWorker(self, poll_seconds=self.settings.delivery_poll_seconds)
             self.worker.start()
+            await self.worker.listen()
         self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")
 
     async def stop(self) -> None:

@@ -101,6 +101,11 @@ class DeliveryWorker:
                                      public_only=self.dip.settings.environment != "DEV")
         self._task = asyncio.create_task(self._loop(), name="dip-delivery")
 
+    async def listen(self) -> None:
+        """Wake on other nodes' commits too (PostgreSQL); polling covers a lost listener."""
+        if await self.dip.store.listen_deliveries(self.wake):
+            log.info("delivery worker %s listens for new deliveries", self.owner)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

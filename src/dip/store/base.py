@@ -7,7 +7,7 @@ transaction, which is how other nodes notice that their caches are stale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +181,9 @@ class Store(Protocol):
 
         Per queue, deliveries are served in the order of their commits: concurrent writers to one
         queue are serialised (PostgreSQL locks the queue rows before inserting)."""
+
+    async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
+        """Have ``wake`` called when another node commits deliveries; False when not supported."""
 
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries.

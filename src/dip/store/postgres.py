@@ -69,11 +69,15 @@ def _translated(method: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, C
     return wrapper
 
 
+_CHANNEL = "dip_deliveries"
+
+
 class PostgresStore:
     def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
         self._pool: asyncpg.Pool | None = None
         self._sizes = (min_size, max_size)
+        self._listener: asyncpg.Connection | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -104,9 +108,23 @@ class PostgresStore:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` whenever any node commits new deliveries (LISTEN/NOTIFY), so every
+        node's worker starts at once rather than at its next poll. Best effort: polling remains."""
+        try:
+            self._listener = await asyncpg.connect(self.url)
+            await self._listener.add_listener(_CHANNEL, lambda *_: wake())
+        except (OSError, asyncpg.PostgresError):
+            return False
+        return True
 
     async def _write(self, statements: list[tuple[str, tuple[Any, ...]]], bump: bool = True) -> list[str]:
         try:
@@ -356,6 +374,7 @@ class PostgresStore:
         await conn.copy_records_to_table(
             "deliveries", records=rows,
             columns=["queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body"])
+        await conn.execute(f"NOTIFY {_CHANNEL}")  # sent at commit; the same one twice is sent once
 
     @_translated
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:

@@ -419,6 +419,10 @@ class SqliteStore:
 
     # -- delivery queues ---------------------------------------------------------------------
 
+    async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
+        """One process per SQLite file: the service wakes its own worker; nothing to listen to."""
+        return False
+
     @staticmethod
     def _enqueue(c: sqlite3.Connection, rows: Sequence[DeliveryRow], now: int) -> None:
         c.executemany(

@@ -1,0 +1,217 @@
+"""End-to-end benchmark: signed IF-021 batches in, webhook calls out, on SQLite and PostgreSQL.
+
+Every message is routed to two recipients, an always role (MDS) and the supplier the MPAN
+registry holds for the message's MPAN (SUP), whose webhooks are real HTTP servers in a process
+of their own (bench/receiver.py). Two phases per store:
+
+- **offered load**: batches of ``--batch`` messages sent on a fixed schedule adding up to
+  ``--rate`` messages/s for ``--seconds``; latency from the sender's 201 to the last recipient's
+  receipt (p50, p90, p99, max);
+- **saturation**: ``--saturation-messages`` sent in batches of ``--saturation-batch`` by two
+  senders as fast as the DIP takes them; throughput = messages delivered to both recipients per
+  second from the first send to the last receipt.
+
+    .venv/bin/python -m bench.e2e [--stores sqlite,postgres] [--rate 2000] [--seconds 20]
+
+Messages are the official IF-021 layout of one settlement day (48 periods, ~4.5 KB), heavier
+than the ~2.6 KB the targets assume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+
+from bench.common import DEMO_SUPPLIER, admin, appoint, dip_server, fresh_database, machine
+from dip.client import DipClient, Identity
+from dip.samples import sample_mpans, sample_payloads
+from dip.testing import free_port
+
+SENDER = "1300000099"
+DEMO_MDS = "1400000001"
+
+
+@dataclass
+class Phase:
+    name: str
+    sent_at: dict[str, float] = field(default_factory=dict)  # transaction ID -> 201 time
+    started: float = 0.0
+    finished_sending: float = 0.0
+    refused: int = 0
+
+
+class Receivers:
+    """The two recipients' webhooks, in a child process."""
+
+    def __init__(self) -> None:
+        self.ports = {"MDS": free_port(), "SUP": free_port()}
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.receiver", *map(str, self.ports.values())],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("webhook receivers did not start")
+
+    def url(self, role: str) -> str:
+        return f"http://127.0.0.1:{self.ports[role]}/hook"
+
+    def counts(self) -> dict[str, int]:
+        return {role: httpx.get(f"http://127.0.0.1:{port}/count").json()["count"] for role, port in self.ports.items()}
+
+    def results(self) -> dict[str, dict[str, list[float]]]:
+        return {role: orjson.loads(httpx.get(f"http://127.0.0.1:{port}/results", timeout=120).content)["received"]
+                for role, port in self.ports.items()}
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def build(client: DipClient, batches: int, size: int, first_seed: int) -> list[bytes]:
+    bodies = []
+    for b in range(batches):
+        payloads = sample_payloads(client, "IF-021", size, seed=first_seed + b)
+        bodies.append(orjson.dumps([{"payload": p} for p in payloads]))
+    return bodies
+
+
+def send_all(url: str, identity: Identity, bodies: list[bytes], phase: Phase, interval: float | None,
+             senders: int) -> None:
+    """Send the bodies, each at its slot (``interval`` apart) or as fast as possible."""
+    local = threading.local()
+    lock = threading.Lock()
+
+    def one(body: bytes, due: float) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = DipClient(url, identity)
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        response = client.send_raw("IF-021", body)
+        at = time.time()
+        if response.status_code not in (201, 207):
+            raise SystemExit(f"unexpected {response.status_code}: {response.text[:500]}")
+        entries = response.json()["messageArray"]
+        with lock:
+            for entry in entries:
+                if entry["transactionID"]:
+                    phase.sent_at[entry["transactionID"]] = at
+                else:
+                    phase.refused += 1
+
+    phase.started = time.time()
+    with ThreadPoolExecutor(senders) as pool:
+        futures = [pool.submit(one, body, phase.started + (k * interval if interval else 0))
+                   for k, body in enumerate(bodies)]
+        for future in futures:
+            future.result()
+    phase.finished_sending = time.time()
+
+
+def wait_delivered(receivers: Receivers, expected: dict[str, int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = receivers.counts()
+        if all(counts[role] >= n for role, n in expected.items()):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> None:
+    latencies: list[float] = []
+    last_receipt = 0.0
+    missing = duplicates = 0
+    for tid, sent in phase.sent_at.items():
+        times = []
+        for received in results.values():
+            entry = received.get(tid)
+            if entry is None:
+                missing += 1
+                continue
+            times.append(entry[0])
+            duplicates += int(entry[1]) - 1
+        if len(times) == len(results):
+            latencies.append(max(times) - sent)
+            last_receipt = max(last_receipt, max(times))
+    n = len(latencies)
+    if not n:
+        print(f"    {phase.name}: nothing delivered")
+        return
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(n - 1, int(p * n))] * 1000
+
+    span = last_receipt - phase.started
+    sending = phase.finished_sending - phase.started
+    print(f"    {phase.name}: {len(phase.sent_at):,} accepted ({phase.refused} refused) in {sending:.1f} s "
+          f"({len(phase.sent_at) / sending:,.0f} msg/s offered); delivered to both recipients: {n:,} in "
+          f"{span:.1f} s = {n / span:,.0f} msg/s")
+    mean = statistics.fmean(latencies) * 1000
+    print(f"      latency 201 -> last webhook receipt: p50 {pct(0.5):.0f} ms, p90 {pct(0.9):.0f} ms, "
+          f"p99 {pct(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms, mean {mean:.0f} ms;"
+          f" missing {missing}, duplicate copies {duplicates}")
+
+
+def run(store: str, args: argparse.Namespace) -> None:
+    database_url = asyncio.run(fresh_database("dip_bench_e2e")) if store == "postgres" else None
+    receivers = Receivers()
+    try:
+        with dip_server(database_url) as url:
+            with admin(url) as operator:
+                sds = operator.onboard(SENDER, ["SDS"])
+                mds = operator.onboard(DEMO_MDS, ["MDS"])
+                sup = operator.onboard(DEMO_SUPPLIER, ["SUP"])
+            for role, identity in (("MDS", mds), ("SUP", sup)):
+                with DipClient(url, identity) as client:
+                    assert client.register_webhook("IF-021", receivers.url(role)).status_code == 201
+            fixed_batches = int(args.rate * args.seconds / args.batch)
+            saturation_batches = max(1, args.saturation_messages // args.saturation_batch)
+            with DipClient(url, sds) as client:
+                fixed = build(client, fixed_batches, args.batch, 0)
+                saturation = build(client, saturation_batches, args.saturation_batch, 1000)
+            appoint(url, [sample_mpans(args.batch, seed=b) for b in range(fixed_batches)]
+                    + [sample_mpans(args.saturation_batch, seed=1000 + b) for b in range(saturation_batches)])
+            size = len(fixed[0]) / args.batch
+            print(f"  {store}: {size:,.0f} bytes per message; recipients MDS (always) and SUP (by MPAN)")
+            delivered = 0
+            for phase, bodies, interval, senders in (
+                (Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4),
+                (Phase("saturation"), saturation, None, 2),
+            ):
+                send_all(url, sds, bodies, phase, interval, senders)
+                delivered += len(phase.sent_at)
+                if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
+                    print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
+                report(phase, receivers.results())
+    finally:
+        receivers.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--rate", type=int, default=2000, help="offered load, messages/s")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")
+    parser.add_argument("--saturation-messages", type=int, default=100_000)
+    parser.add_argument("--saturation-batch", type=int, default=5000)
+    args = parser.parse_args()
+    print(f"end-to-end benchmark on {machine()}")
+    for store in args.stores.split(","):
+        run(store, args)
+
+
+if __name__ == "__main__":
+    main()
