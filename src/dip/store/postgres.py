@@ -28,6 +28,7 @@ from dip.store.base import (
     PendingDelivery,
     Settlement,
     WebhookRow,
+    by_outcome,
 )
 from dip.store.migrations import migrations
 
@@ -408,11 +409,12 @@ class PostgresStore:
             holder = await conn.fetchval("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE", queue)
             if holder != owner:
                 return False
-            await conn.executemany(
-                "UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3,"
-                " done_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $4::bigint END WHERE id = $5",
-                [(st.state, st.status, st.error, now, st.id) for st in settlements],
-            )
+            for (state, status, error), ids in by_outcome(settlements).items():
+                await conn.execute(
+                    "UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3,"
+                    " done_at = $4 WHERE id = ANY($5::bigint[])",
+                    state, status, error, None if state == "pending" else now, ids,
+                )
             await conn.execute(
                 "UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL"
                 " WHERE queue = $3",

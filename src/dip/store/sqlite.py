@@ -27,6 +27,7 @@ from dip.store.base import (
     PendingDelivery,
     Settlement,
     WebhookRow,
+    by_outcome,
 )
 from dip.store.migrations import migrations
 
@@ -467,11 +468,14 @@ class SqliteStore:
             holder = c.execute("SELECT lease_owner FROM queues WHERE queue = ?", (queue,)).fetchone()
             if holder is None or holder[0] != owner:
                 return False
-            c.executemany(
-                "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
-                " done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE id = ?",
-                [(st.state, st.status, st.error, st.state, now, st.id) for st in settlements],
-            )
+            for (state, status, error), ids in by_outcome(settlements).items():
+                for start in range(0, len(ids), 900):
+                    chunk = ids[start:start + 900]
+                    c.execute(
+                        "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
+                        f" done_at = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                        (state, status, error, None if state == "pending" else now, *chunk),
+                    )
             c.execute(
                 "UPDATE queues SET next_attempt_at = ?, retries = ?, lease_owner = NULL, lease_until = NULL"
                 " WHERE queue = ?",
