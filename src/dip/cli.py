@@ -45,6 +45,8 @@ def _serve_parser(sub: Any) -> None:
                         "(default: webhook timeout + 30 s)")
     p.add_argument("--delivery-poll-seconds", type=float, default=Settings.delivery_poll_seconds,
                    help="how often a worker looks for due queues when not woken")
+    p.add_argument("--delivery-max-batch", type=int, default=Settings.delivery_max_batch,
+                   help="messages per webhook call at most (a recipient's maxMessageCount may lower it)")
     p.add_argument("--no-delivery", action="store_true",
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--demo", action="store_true",
@@ -71,6 +73,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
+        delivery_max_batch=args.delivery_max_batch,
         **timing,
     )
 

@@ -47,6 +47,7 @@ class Settings:
     webhook_timeout_seconds: float = field(default_factory=lambda: _env_float("DIP_WEBHOOK_TIMEOUT_SECONDS", 30))
     registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
     delivery_lease_seconds: float | None = None  # how long a node holds a queue; None: webhook timeout + 30 s
+    delivery_max_batch: int = 5_000  # messages per webhook call at most, whatever maxMessageCount allows
     deliver: bool = True  # run the delivery worker in this process
     delivery_poll_seconds: float = 0.5
     demo: bool = False
@@ -70,6 +71,8 @@ class Settings:
             raise ConfigurationError("--delivery-lease-seconds must be a positive number")
         if not (math.isfinite(self.delivery_poll_seconds) and self.delivery_poll_seconds > 0):
             raise ConfigurationError("--delivery-poll-seconds must be a positive number")
+        if not 1 <= self.delivery_max_batch <= 50_000:
+            raise ConfigurationError("--delivery-max-batch must be between 1 and 50,000")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
         if "{transactionID}" not in self.service_ticket_url:

@@ -77,17 +77,13 @@ def with_store(url: str, query: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def states(url: str, transactions: Sequence[str], recipient: str) -> dict[str, str]:
-    """transaction ID -> delivery state to ``recipient``."""
-    rows = with_store(url, lambda store: store.delivery_states(list(transactions)))
-    return {tid: state for tid, to, _, kind, state in rows if to == recipient and kind != "status"}
-
-
 def wait_delivered(url: str, transactions: Sequence[str], timeout: float) -> None:
     """Every one of ``transactions`` ends 'delivered' for every recipient."""
 
     def summary() -> dict[str, Counter[str]]:
-        return {r: Counter(states(url, transactions, r).get(t, "none") for t in transactions) for r in RECIPIENTS}
+        rows = with_store(url, lambda store: store.delivery_states(list(transactions)))
+        found = {(tid, to): state for tid, to, _, kind, state in rows if kind != "status"}
+        return {r: Counter(found.get((t, r), "none") for t in transactions) for r in RECIPIENTS}
 
     wait_until(lambda: all(s == Counter({"delivered": len(transactions)}) for s in summary().values()), timeout,
                lambda: f"delivery states {summary()}")

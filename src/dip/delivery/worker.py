@@ -87,6 +87,7 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._poll = poll_seconds
+        self.max_batch = settings.delivery_max_batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -158,7 +159,9 @@ class DeliveryWorker:
         is_status = claim.interface_id == STATUS
         hook = dip.directory.webhook(claim.recipient_id, STATUS if is_status else "publication",
                                      "" if is_status else claim.interface_id)
-        limit = hook.max_message_count if hook else 1000
+        # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
+        # little and the next one starts sooner (fetch, build and settle scale with the batch)
+        limit = min(hook.max_message_count, self.max_batch) if hook else 1000
         pending = await dip.store.pending(claim.queue, limit)
         dead = [p for p in pending if self.policy.dead_lettered(now, p.accepted_at / 1e6)]
         alive = [p for p in pending if p not in dead]
