@@ -396,3 +396,13 @@ async def test_a_view_stays_valid_after_its_mpans_leave_the_cache() -> None:
     source.put([sup(a, SUP_B)])
     await cache.refresh()
     assert view.lookup(a, "SUP", "2026-01-01") == [SUP_A], "a snapshot does not change under its reader"
+
+
+async def test_a_view_of_more_mpans_than_the_capacity_is_answered_but_not_all_kept() -> None:
+    a, b, c = mpans(3)
+    source = FakeSource([sup(m) for m in (a, b, c)])
+    cache = RegistryCache(source, capacity=2)
+    await cache.refresh()
+    view = await cache.view([a, b, c])
+    assert [view.lookup(m, "SUP", "2026-01-01") for m in (a, b, c)] == [[SUP_A]] * 3
+    assert len(cache) <= 2
