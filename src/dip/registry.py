@@ -118,12 +118,14 @@ class RegistryCache:
             for row in await self.store.appointments(sorted(missing)):
                 found[row.mpan].append(Appointment(row.mpan, row.role, row.participant_id, row.effective_from,
                                                    row.effective_to))
-            overflow = len(self._by_mpan) + len(found) - self.capacity
+            fetched = {mpan: tuple(appointments) for mpan, appointments in found.items()}
+            held.update(fetched)
+            kept = list(fetched.items())[-self.capacity:]  # the snapshot has them all; memory the newest
+            overflow = len(self._by_mpan) + len(kept) - self.capacity
             if overflow > 0:
                 for mpan in list(itertools.islice(self._by_mpan, overflow)):
                     del self._by_mpan[mpan]
-            for mpan, appointments in found.items():
-                held[mpan] = self._by_mpan[mpan] = tuple(appointments)
+            self._by_mpan.update(kept)
         return RegistrySnapshot(held)
 
 

@@ -37,11 +37,15 @@ class Change(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 def field_at(payload: Any, pointer: str) -> Any:
+    """The value at a JSON pointer (array elements by index), or None where it does not resolve."""
     node = payload
     for token in parse_pointer(pointer):
-        if not isinstance(node, dict):
+        if isinstance(node, dict):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
             return None
-        node = node.get(token)
     return node
 
 

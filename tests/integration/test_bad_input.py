@@ -6,7 +6,7 @@ import pytest
 
 from dip.client import DipClient, Identity
 from dip.testing import AdminClient, RunningDip
-from tests.helpers import SDS, consumption, items
+from tests.helpers import SDS, appoint_supplier, consumption, items
 
 NASTY = [
     b"[" * 5000 + b"]" * 5000,
@@ -27,7 +27,9 @@ NASTY = [
 
 @pytest.fixture
 def client(dip: RunningDip, admin: AdminClient) -> DipClient:
-    return DipClient(dip.url, admin.onboard(SDS, ["SDS"]))
+    identity = admin.onboard(SDS, ["SDS"])
+    appoint_supplier(admin)
+    return DipClient(dip.url, identity)
 
 
 @pytest.mark.parametrize("body", NASTY, ids=range(len(NASTY)))

@@ -218,24 +218,61 @@ def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(pg_datab
                                for node in nodes for r in RECIPIENTS), 10, "both nodes know both webhooks")
 
         accepted: list[str] = []
-        for i in range(8):  # alternating: a, b, a, b, ... each 201 before the next batch is sent
-            accepted += send(nodes[i % 2].url, cast["SDS"], 40)
+        for round_ in range(4):
+            # alternating, each 201 before the next batch is sent, while both workers deliver; between
+            # rounds the queues run dry, and the node that takes the first batch of a round (and so
+            # usually the queues) alternates too
+            for node in (nodes if round_ % 2 == 0 else nodes[::-1]) * 2:
+                accepted += send(node.url, cast["SDS"], 20)
+            for recipient in RECIPIENTS:
+                wait_received(hooks[recipient], accepted, timeout=20)
         assert len(set(accepted)) == len(accepted) == 320
 
+        # then both nodes at once: two senders' batches interleave; each is one commit, served whole and
+        # in order, and after every batch acknowledged before it was sent
+        batches: list[tuple[float, float, list[str]]] = []  # (sent, acknowledged, transaction IDs)
+        failures: list[BaseException] = []
+
+        def send_batches(node: RunningDip) -> None:
+            try:
+                for _ in range(3):
+                    sent = time.monotonic()
+                    transactions = send(node.url, cast["SDS"], 20)
+                    batches.append((sent, time.monotonic(), transactions))
+            except BaseException as exc:
+                failures.append(exc)
+
+        senders = [threading.Thread(target=send_batches, args=(node,), name=f"sender-{i}") for i, node in
+                   enumerate(nodes)]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=30)
+        assert not failures and not any(thread.is_alive() for thread in senders), failures
+        everything = accepted + [t for _, _, batch in batches for t in batch]
+        assert len(set(everything)) == len(everything) == 440
         for recipient in RECIPIENTS:
-            wait_received(hooks[recipient], accepted, timeout=30)
-        wait_delivered(pg_database, accepted, timeout=15)
+            wait_received(hooks[recipient], everything, timeout=20)
+        wait_delivered(pg_database, everything, timeout=15)
 
         for recipient, hook in hooks.items():
             received = transactions_in(hook.calls)
             twice = {t: n for t, n in Counter(received).items() if n > 1}
-            assert not twice, f"delivered more than once to {recipient}: {twice}"
+            assert len(twice) == 0, f"{len(twice)} sent twice or more to {recipient}, e.g. {list(twice.items())[:3]}"
+            assert sorted(received) == sorted(everything)
             # one sender, each batch acknowledged before the next: acceptance order is one sequence
-            assert received == accepted, f"{recipient} received the messages out of acceptance order"
+            assert received[:len(accepted)] == accepted, f"{recipient} received messages out of acceptance order"
+            rest = received[len(accepted):]
+            starts = [rest.index(batch[0]) for _, _, batch in batches]
+            for start, (_, _, batch) in zip(starts, batches, strict=True):
+                assert rest[start:start + len(batch)] == batch, f"a batch to {recipient} was split or reordered"
+            for first, (_, acked, _) in zip(starts, batches, strict=True):
+                for later, (sent, _, _) in zip(starts, batches, strict=True):
+                    assert not acked < sent or first < later, f"{recipient} got a batch before an earlier one"
             assert all(len(call.json) <= 7 for call in hook.calls)
         attempts = sql(pg_database, "SELECT recipient_id, state, attempts, count(*) AS n FROM deliveries"
                                     " GROUP BY recipient_id, state, attempts ORDER BY recipient_id")
-        assert attempts == [{"recipient_id": r, "state": "delivered", "attempts": 1, "n": 320}
+        assert attempts == [{"recipient_id": r, "state": "delivered", "attempts": 1, "n": len(everything)}
                             for r in sorted(RECIPIENTS)]
         assert all(row["lease_owner"] is None for row in lease_rows(pg_database).values())
         # both nodes' workers took part
@@ -270,7 +307,7 @@ def test_a_node_killed_mid_delivery_loses_nothing(pg_database: str, tmp_path: Pa
 
         # node B starts only now, so it cannot have held a lease when A died
         b = stack.enter_context(RunningDip(node_settings(pg_database, tmp_path / "b")))
-        accepted += send(b.url, cast["SDS"], 30)  # while A's leases still hold the queues
+        accepted += send(b.url, cast["SDS"], 30)  # queued behind the batch A died with
         for recipient in RECIPIENTS:
             wait_received(hooks[recipient], accepted, timeout=20)
         wait_delivered(pg_database, accepted, timeout=15)
@@ -327,10 +364,11 @@ def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp
         sender = threading.Thread(target=keep_sending, name="sender", daemon=True)
         sender.start()
         try:
-            assert enough.wait(30), "the node did not acknowledge three batches"
-            a.kill()  # the instant the third 201 is read, with the next batch likely in flight
+            acknowledged_enough = enough.wait(30)
         finally:
+            a.kill()  # the instant the third 201 is read, with the next batch likely in flight
             sender.join(timeout=30)
+        assert acknowledged_enough, f"the node did not acknowledge three batches:\n{a.output()}"
         assert not sender.is_alive() and not unexpected, unexpected
         acked = list(acknowledged)
         assert len(acked) >= 60 and len(set(acked)) == len(acked)
@@ -340,7 +378,7 @@ def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp
 
         count, rows = with_store(pg_database, stored_rows)
         missing = [t for t, row in zip(acked, rows, strict=True) if row is None]
-        assert not missing, f"{len(missing)} acknowledged message(s) are not in the store: {missing[:5]}"
+        assert len(missing) == 0, f"{len(missing)} acknowledged message(s) are not in the store, e.g. {missing[:3]}"
         assert all(row is not None and row.interface_id == "IF-021" for row in rows)
         assert count >= len(acked)
         stored = [row["transaction_id"] for row in sql(pg_database, "SELECT transaction_id FROM messages")]

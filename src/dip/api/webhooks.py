@@ -66,7 +66,8 @@ async def _authorised(dip: DipService, request: Request, recipient_id: str, chan
         return error_response(dip, 404, Code.PROCESSING_FAILED,
                               f"404 Not Found: no on-boarded participant '{recipient_id}'", caller.principal.id)
     receiving = channel.receiving_roles() if channel is not None else recipient.roles
-    if channel is not None and not recipient.roles & receiving:
+    named = channel is not None and recipient_id in channel.definition.routing.always.participants
+    if channel is not None and not recipient.roles & receiving and not named:
         return error_response(
             dip, 403, Code.PROCESSING_FAILED,
             f"403 Forbidden: '{recipient_id}' holds no role that receives {channel.publication_id}",

@@ -126,6 +126,9 @@ class DeliveryWorker:
 
     async def _loop(self) -> None:
         while True:
+            # cleared before the claim: a wake-up during the claim query (a commit it may not have
+            # seen) makes the next wait return at once instead of after a poll interval
+            self._wake.clear()
             free = self._concurrency - len(self._running)
             claims: list[Claim] = []
             if free > 0:
@@ -138,7 +141,6 @@ class DeliveryWorker:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if not claims:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
 
