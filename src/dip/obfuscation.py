@@ -3,7 +3,10 @@
 Pure: ``mask(payload, pointers)`` returns a copy of the payload in which the values at the
 given JSON pointers are replaced, leaving the original (which the archive keeps) untouched.
 
-Replacement values (E2E 4.3.2), chosen so that masked messages still pass the schema:
+Replacement values (E2E 4.3.2), which keep a message's shape (types, string lengths, dates and
+DIP IDs in their formats); a string field with a pattern of its own (a decimal written as a
+string, say) does not match it once masked, as the spec accepts: recipients must know which
+fields a channel masks for their role:
 - strings: ``x`` repeated to the value's length, except
   - dates ``YYYY-MM-DD`` -> ``1900-01-01``, date-times (25 characters) -> ``1900-01-01T00:00:00+00:00``,
   - DIP participant IDs (10 digits) -> ``9999999999``;
