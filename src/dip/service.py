@@ -354,6 +354,10 @@ class DipService:
             hook.participant_id, hook.kind, hook.interface_id, hook.url, hook.max_message_count, hook.max_payload_kb,
             hook.registered_by), micros(datetime.now(UTC)))
         await self.reload()
+        # messages waiting for this webhook go now, on whichever node serves their queue
+        await self.store.make_due(hook.participant_id, micros(datetime.now(UTC)))
+        if self.worker is not None:
+            self.worker.wake()
         return created
 
     async def delete_webhook(self, participant_id: str, kind: str, interface_id: str = "") -> bool:

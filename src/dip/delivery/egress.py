@@ -80,6 +80,15 @@ def _egress_object(p: Publication, masked: Sequence[str], ticket_url: str | None
     return top
 
 
+def egress_element(p: Publication, masked: Sequence[str], ticket_url: str | None) -> bytes:
+    """One element of a DIPMessageEgressArray, ``{"payload": ...}``, as JSON."""
+    return _encode.encode({"payload": _egress_object(p, masked, ticket_url)})
+
+
+def egress_array(elements: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(elements) + b"]"
+
+
 def egress_body(items: Sequence[tuple[Publication, Sequence[str], str | None]]) -> bytes:
     """A DIPMessageEgressArray: ``[(publication, masked pointers, ticket URL), ...]`` in order."""
-    return _encode.encode([{"payload": _egress_object(p, masked, ticket)} for p, masked, ticket in items])
+    return egress_array([egress_element(p, masked, ticket) for p, masked, ticket in items])

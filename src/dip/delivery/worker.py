@@ -26,7 +26,7 @@ import orjson
 
 from dip import ids
 from dip.codes import Code
-from dip.delivery.egress import Publication, egress_body
+from dip.delivery.egress import Publication, egress_array, egress_element
 from dip.delivery.sender import CallResult, WebhookSender
 from dip.responses import item
 from dip.retry import Outcome, RetryPolicy
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dip.delivery")
 
 STATUS = "status"
+_NO_WEBHOOK_RECHECK = 30.0  # seconds between looks at a queue whose recipient has no webhook yet
 
 
 def status_queue(participant_id: str) -> str:
@@ -52,16 +53,23 @@ class _Breaker:
 
 class CircuitBreakers:
     """Per-URL breakers: after ``threshold`` failed calls in a row an endpoint is left alone for
-    ``cool_off`` seconds (then one call is tried), so a dead endpoint costs nothing."""
+    ``cool_off`` seconds; then one call (the probe) is let through while every other queue using
+    the URL waits another cool-off, and a success closes the breaker. A dead endpoint costs nothing."""
 
     def __init__(self, threshold: int = 5, cool_off: float = 30.0) -> None:
         self.threshold = threshold
         self.cool_off = cool_off
         self._by_url: dict[str, _Breaker] = {}
 
-    def open_until(self, url: str, now: float) -> float | None:
+    def hold(self, url: str, now: float) -> float | None:
+        """None when a call may go now (possibly as the probe), else until when to wait."""
         breaker = self._by_url.get(url)
-        return breaker.open_until if breaker is not None and breaker.open_until > now else None
+        if breaker is None or breaker.failures < self.threshold:
+            return None
+        if breaker.open_until > now:
+            return breaker.open_until
+        breaker.open_until = now + self.cool_off  # this caller probes; the others wait
+        return None
 
     def record(self, url: str, ok: bool, now: float) -> None:
         breaker = self._by_url.setdefault(url, _Breaker())
@@ -161,41 +169,58 @@ class DeliveryWorker:
         is_status = claim.interface_id == STATUS
         hook = dip.directory.webhook(claim.recipient_id, STATUS if is_status else "publication",
                                      "" if is_status else claim.interface_id)
+        if hook is None:
+            # nowhere to send yet: dead-letter what is too old and look again later; not a failed
+            # attempt, so the first call after a registration is not held back by a long backoff
+            # (a registration also makes the recipient's queues due at once)
+            pending = await dip.store.pending(claim.queue, 1000)
+            settlements, relay = self._dead_letters(claim, pending, now, is_status)
+            next_at = now + min(self.policy.max_delay, _NO_WEBHOOK_RECHECK)
+            await self._settle(claim, settlements, _micros(next_at), claim.retries, relay)
+            return
+        held = self.breakers.hold(hook.url, now)
+        if held is not None:
+            await self._settle(claim, [], _micros(held), claim.retries, [])
+            return
         # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
         # little and the next one starts sooner (fetch, build and settle scale with the batch)
-        limit = min(hook.max_message_count, self.max_batch) if hook else 1000
-        pending = await dip.store.pending(claim.queue, limit)
-        dead = [p for p in pending if self.policy.dead_lettered(now, p.accepted_at / 1e6)]
-        alive = [p for p in pending if p not in dead]
-        settlements = [Settlement(p.id, "dead", None, "not delivered in time: dead-lettered") for p in dead]
-        relay: list[DeliveryRow | None] = [] if is_status else [
-            self._dip_status(p, claim, f"dead-lettered: not delivered to {claim.recipient_id} within "
-                                       f"{int(self.policy.dead_letter_after)} s")
-            for p in dead
-        ]
+        started = time.perf_counter()
+        pending = await dip.store.pending(claim.queue, min(hook.max_message_count, self.max_batch))
+        fetched = time.perf_counter()
+        settlements, relay = self._dead_letters(claim, pending, now, is_status)
+        dead = {st.id for st in settlements}
+        alive = [p for p in pending if p.id not in dead]
         if not alive:
             await self._settle(claim, settlements, _micros(), 0, relay)
             return
-        if hook is None:
-            # nowhere to send yet: wait for a registration, backing off like a failed call
-            retry_at = self.policy.next_attempt(claim.retries + 1, now, alive[0].accepted_at / 1e6)
-            await self._settle(claim, settlements, _micros(retry_at or now), claim.retries + 1, relay)
-            return
-        opened = self.breakers.open_until(hook.url, now)
-        if opened is not None:
-            await self._settle(claim, settlements, _micros(opened), claim.retries, relay)
-            return
-        batch = _fit(alive, hook.max_payload_kb * 1024)
-        body = self._status_body(batch) if is_status else await self._publication_body(claim, batch)
+        elements = ([p.body or b"{}" for p in alive] if is_status
+                    else await self._publication_elements(claim, alive))
+        batch, body = _fit(alive, elements, hook.max_payload_kb * 1024)
+        built = time.perf_counter()
         mpo = hook.participant_id if hook.registered_by != hook.participant_id else None
         assert self._sender is not None
         result = await self._sender.post(hook.url, body, {p.transaction_id for p in batch}, mpo)
+        posted = time.perf_counter()
         self.breakers.record(hook.url, result.outcome is not Outcome.RETRY, time.time())
         more, next_at, retries = self._outcome(claim, batch, result, time.time())
         settlements += more[0]
         if not is_status:
             relay += more[1]
         await self._settle(claim, settlements, next_at, retries, relay)
+        log.debug("%s: %d message(s), %d bytes, HTTP %s; fetch %.3f s, build %.3f s, call %.3f s, settle %.3f s",
+                  claim.queue, len(batch), len(body), result.status or result.error, fetched - started,
+                  built - fetched, posted - built, time.perf_counter() - posted)
+
+    def _dead_letters(self, claim: Claim, pending: Sequence[PendingDelivery], now: float, is_status: bool,
+                      ) -> tuple[list[Settlement], list[DeliveryRow | None]]:
+        dead = [p for p in pending if self.policy.dead_lettered(now, p.accepted_at / 1e6)]
+        settlements = [Settlement(p.id, "dead", None, "not delivered in time: dead-lettered") for p in dead]
+        relay: list[DeliveryRow | None] = [] if is_status else [
+            self._dip_status(p, claim, f"dead-lettered: not delivered to {claim.recipient_id} within "
+                                       f"{int(self.policy.dead_letter_after)} s")
+            for p in dead
+        ]
+        return settlements, relay
 
     def _outcome(self, claim: Claim, batch: Sequence[PendingDelivery], result: CallResult, now: float,
                  ) -> tuple[tuple[list[Settlement], list[DeliveryRow]], int, int]:
@@ -234,7 +259,8 @@ class DeliveryWorker:
 
     # -- bodies ------------------------------------------------------------------------------
 
-    async def _publication_body(self, claim: Claim, batch: Sequence[PendingDelivery]) -> bytes:
+    async def _publication_elements(self, claim: Claim, batch: Sequence[PendingDelivery]) -> list[bytes]:
+        """Each message as its recipient gets it: A0 from the message's deliveries, D0, masking."""
         dip = self.dip
         channel = dip.catalogue.get(claim.interface_id)
         masks = channel.definition.obfuscation if channel is not None else {}
@@ -246,17 +272,14 @@ class DeliveryWorker:
             target = secondary if kind == "secondary" else always if kind == "always" else None
             if target is not None and recipient not in target.setdefault(tid, []):
                 target[tid].append(recipient)
-        return egress_body([
-            (Publication(p.transaction_id, publication_id, p.payload or b"{}", p.received_at or p.accepted_at,
-                         p.correlation_id, p.role, secondary.get(p.transaction_id, ()),
-                         always.get(p.transaction_id, ())),
-             masks.get(p.role, ()), dip.ticket_url(p.transaction_id))
+        return [
+            egress_element(
+                Publication(p.transaction_id, publication_id, p.payload or b"{}", p.received_at or p.accepted_at,
+                            p.correlation_id, p.role, secondary.get(p.transaction_id, ()),
+                            always.get(p.transaction_id, ())),
+                masks.get(p.role, ()), dip.ticket_url(p.transaction_id))
             for p in batch
-        ])
-
-    @staticmethod
-    def _status_body(batch: Sequence[PendingDelivery]) -> bytes:
-        return b"[" + b",".join(p.body or b"{}" for p in batch) + b"]"
+        ]
 
     def _sender_of(self, p: PendingDelivery) -> str | None:
         try:
@@ -302,18 +325,18 @@ def _builtins(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-def _fit(pending: Sequence[PendingDelivery], max_bytes: int) -> list[PendingDelivery]:
-    """The head of the queue that fits in one call (E2E 4.6.2): a message larger than the limit
-    goes alone; otherwise messages are added while the total stays within it."""
-    batch: list[PendingDelivery] = []
-    size = 0
-    for p in pending:
-        length = len(p.payload or p.body or b"") + 400  # D0 and the array framing
-        if batch and size + length > max_bytes:
+def _fit(pending: Sequence[PendingDelivery], elements: Sequence[bytes], max_bytes: int,
+         ) -> tuple[list[PendingDelivery], bytes]:
+    """The head of the queue that fits in one call of at most ``max_bytes`` as sent (E2E 4.6.2):
+    a single message larger than the limit goes alone."""
+    size = 1  # the array's brackets, and a comma between elements
+    count = 0
+    for element in elements:
+        if count and size + len(element) + 1 > max_bytes:
             break
-        batch.append(p)
-        size += length
-    return batch
+        size += len(element) + 1
+        count += 1
+    return list(pending[:count]), egress_array(elements[:count])
 
 
 def _micros(seconds: float | None = None) -> int:

@@ -194,6 +194,9 @@ class Store(Protocol):
     async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
         """Have ``wake`` called when another node commits deliveries; False when not supported."""
 
+    async def make_due(self, recipient_id: str, now: int) -> None:
+        """The recipient's queues that are not backing off become due at ``now`` (a webhook was registered)."""
+
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries.
 

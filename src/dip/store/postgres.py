@@ -384,6 +384,14 @@ class PostgresStore:
                 await self._enqueue(conn, rows, now)
 
     @_translated
+    async def make_due(self, recipient_id: str, now: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE queues SET next_attempt_at = $1 WHERE recipient_id = $2 AND retries = 0"
+                " AND next_attempt_at > $1", now, recipient_id)
+            await conn.execute(f"NOTIFY {_CHANNEL}")
+
+    @_translated
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         rows = await self.pool.fetch(
             "UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN ("

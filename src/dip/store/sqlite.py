@@ -443,6 +443,11 @@ class SqliteStore:
         if rows:
             await self._run(self._write, lambda c: self._enqueue(c, rows, now))
 
+    async def make_due(self, recipient_id: str, now: int) -> None:
+        await self._run(self._write, lambda c: c.execute(
+            "UPDATE queues SET next_attempt_at = ? WHERE recipient_id = ? AND retries = 0 AND next_attempt_at > ?",
+            (now, recipient_id, now)))
+
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         def w(c: sqlite3.Connection) -> list[Claim]:
             return [Claim._make(r) for r in c.execute(
