@@ -52,13 +52,14 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dip-bench-") as data_dir:
         extra_serve = os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()
-        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir, *extra_serve,
-                "--log-level", "warning", "--demo"]
+        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir,
+                "--log-level", "warning", "--demo", *extra_serve]
         if database_url:
             args += ["--database-url", database_url]
         args += extra or []
         env = dict(os.environ, DIP_ADMIN_API_KEY=ADMIN_KEY)
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log = open(os.environ["DIP_BENCH_SERVER_LOG"], "w") if os.environ.get("DIP_BENCH_SERVER_LOG") else None  # noqa: SIM115
+        proc = subprocess.Popen(args, env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -77,6 +78,8 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            if log is not None:
+                log.close()
 
 
 def admin(url: str) -> AdminClient:

@@ -132,7 +132,9 @@ class Judge:
         self.queues: dict[str, str] = {}  # recipient -> its queue on this channel
         self.appointed: dict[str, dict[tuple[str, str], Appointment]] = {}  # this batch's registry changes
 
-    def _route(self, h: Header, transaction_id: str) -> tuple[DeliveryRow, ...] | routing.RoutingError:
+    def _route(self, h: Header, transaction_id: str,
+               ) -> tuple[tuple[DeliveryRow, ...], str, str] | routing.RoutingError:
+        """The message's deliveries and its A0 lists (comma-separated), or why it cannot be routed."""
         routed = routing.route(
             self.channel, self.directory, self.registry, (h.sender_id, h.sender_role), h.primary_recipients,
             h.mpan, routing.routing_day(h.routing_date, self.today),
@@ -146,7 +148,7 @@ class Judge:
             if queue is None:
                 queue = queues[r.participant_id] = f"{r.participant_id}|{interface_id}"
             out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at))
-        return tuple(out)
+        return tuple(out), ",".join(routed.secondary_ids), ",".join(routed.always_ids)
 
     def _appointments(self, h: Header) -> tuple[AppointmentRow, ...]:
         """The registry rows this message writes, given the registry and earlier messages of the batch."""
@@ -223,15 +225,16 @@ class Judge:
             if problem is None and (h.primary_recipients or channel.primary_only):
                 problem = _addressing_problem(h, channel, directory)
             transaction_id = f"T-{interface_id}-{h.sender_id}-{h.sender_role}-{date}-{seq}"
-            deliveries: tuple[DeliveryRow, ...] | routing.RoutingError = ()
+            routed: tuple[tuple[DeliveryRow, ...], str, str] | routing.RoutingError = ((), "", "")
             if problem is None:
-                deliveries = self._route(h, transaction_id)
-                if isinstance(deliveries, routing.RoutingError):
-                    problem = deliveries.code, deliveries.help
+                routed = self._route(h, transaction_id)
+                if isinstance(routed, routing.RoutingError):
+                    problem = routed.code, routed.help
             if problem is not None:
                 verdicts.append(_reject(c, h, *problem))
                 continue
-            assert not isinstance(deliveries, routing.RoutingError)
+            assert not isinstance(routed, routing.RoutingError)
+            deliveries, a0_secondary, a0_always = routed
             seen.add((h.sender_id, h.sur))
             row = MessageRow(
                 transaction_id,
@@ -246,6 +249,8 @@ class Judge:
                 h.mpan,
                 received_at,
                 payload_bytes(c, raws[c.index]),
+                a0_secondary,
+                a0_always,
             )
             verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row, deliveries,
                                     self._appointments(h) if h.changes else ()))

@@ -131,4 +131,8 @@ def route(
         if pid not in always_ids:
             always_ids.append(pid)
 
-    return Routed(tuple(found.values()), tuple(secondary_ids), tuple(always_ids))
+    recipients = tuple(found.values())
+    # A0 lists whom the DIP delivers to: the sender, never a recipient, is not listed
+    delivered = {r.participant_id for r in recipients}
+    return Routed(recipients, tuple(p for p in secondary_ids if p in delivered),
+                  tuple(p for p in always_ids if p in delivered))

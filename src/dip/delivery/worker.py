@@ -260,23 +260,15 @@ class DeliveryWorker:
     # -- bodies ------------------------------------------------------------------------------
 
     async def _publication_elements(self, claim: Claim, batch: Sequence[PendingDelivery]) -> list[bytes]:
-        """Each message as its recipient gets it: A0 from the message's deliveries, D0, masking."""
+        """Each message as its recipient gets it: A0 as routed at ingest, D0, masking."""
         dip = self.dip
         channel = dip.catalogue.get(claim.interface_id)
         masks = channel.definition.obfuscation if channel is not None else {}
         publication_id = channel.publication_id if channel is not None else ids.publication_id(claim.interface_id)
-        states = await dip.store.delivery_states([p.transaction_id for p in batch])
-        secondary: dict[str, list[str]] = {}
-        always: dict[str, list[str]] = {}
-        for tid, recipient, _, kind, _ in states:
-            target = secondary if kind == "secondary" else always if kind == "always" else None
-            if target is not None and recipient not in target.setdefault(tid, []):
-                target[tid].append(recipient)
         return [
             egress_element(
                 Publication(p.transaction_id, publication_id, p.payload or b"{}", p.received_at or p.accepted_at,
-                            p.correlation_id, p.role, secondary.get(p.transaction_id, ()),
-                            always.get(p.transaction_id, ())),
+                            p.correlation_id, p.role, _ids(p.a0_secondary), _ids(p.a0_always)),
                 masks.get(p.role, ()), dip.ticket_url(p.transaction_id))
             for p in batch
         ]
@@ -337,6 +329,10 @@ def _fit(pending: Sequence[PendingDelivery], elements: Sequence[bytes], max_byte
         size += len(element) + 1
         count += 1
     return list(pending[:count]), egress_array(elements[:count])
+
+
+def _ids(joined: str | None) -> list[str]:
+    return joined.split(",") if joined else []
 
 
 def _micros(seconds: float | None = None) -> int:

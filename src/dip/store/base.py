@@ -63,6 +63,8 @@ class PendingDelivery(NamedTuple):
     payload: bytes | None  # the stored message (None for status messages about unknown ones)
     correlation_id: str | None
     received_at: int | None
+    a0_secondary: str | None  # as on MessageRow
+    a0_always: str | None
 
 
 class Settlement(NamedTuple):
@@ -116,6 +118,8 @@ class MessageRow(NamedTuple):
     mpan: str | None
     received_at: int  # microseconds since the epoch, UTC
     payload: bytes  # the payload object as JSON
+    a0_secondary: str = ""  # the secondary recipients the DIP found (A0.secondaryRecipients), comma-separated
+    a0_always: str = ""  # the always recipients (A0.always), comma-separated
 
 
 class MessageBatch(Protocol):

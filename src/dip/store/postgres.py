@@ -34,11 +34,11 @@ from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
-    "sur", "correlation_id", "mpan", "received_at", "payload",
+    "sur", "correlation_id", "mpan", "received_at", "payload", "a0_secondary", "a0_always",
 ]
 _PENDING = (
     "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
-    " m.payload, m.correlation_id, m.received_at FROM deliveries d"
+    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always FROM deliveries d"
     " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
 )
 _APPOINTMENT_COLUMNS = ["mpan", "role", "effective_from", "participant_id", "effective_to"]
@@ -282,7 +282,7 @@ class PostgresStore:
         row = await self.pool.fetchrow(
             f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM messages WHERE transaction_id = $1", transaction_id
         )
-        return None if row is None else MessageRow._make((*row[:11], bytes(row[11])))
+        return None if row is None else MessageRow._make((*row[:11], bytes(row[11]), *row[12:]))
 
     @staticmethod
     async def _put_appointments(conn: asyncpg.Connection, rows: Sequence[AppointmentRow]) -> int:
