@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")
     parser.add_argument("--saturation-messages", type=int, default=100_000)
-    parser.add_argument("--saturation-batch", type=int, default=5000)
+    parser.add_argument("--saturation-batch", type=int, default=10_000)
     args = parser.parse_args()
     print(f"end-to-end benchmark on {machine()}")
     for store in args.stores.split(","):
