@@ -27,9 +27,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-## Ingest benchmark (SQLite and PostgreSQL); prints messages/second.
+## The standard benchmarks (ingest and end to end, SQLite and PostgreSQL, ~8 minutes); writes docs/performance.md's report.
 bench: $(STAMP)
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.report
+
+## Ten minutes at the offered load, sampling the server's memory (it must stay flat).
+soak: $(STAMP)
+	$(BIN)/python -m bench.e2e --stores sqlite --soak 600
 
 clean:
 	rm -rf $(VENV) .dip .pytest_cache .mypy_cache .ruff_cache

@@ -61,6 +61,7 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
         log = open(os.environ["DIP_BENCH_SERVER_LOG"], "w") if os.environ.get("DIP_BENCH_SERVER_LOG") else None  # noqa: SIM115
         proc = subprocess.Popen(args, env=env, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{port}"
+        SERVER_PIDS[url] = proc.pid
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -80,6 +81,36 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
                 proc.kill()
             if log is not None:
                 log.close()
+
+
+SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the `dip serve` process behind it
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _family(pid: int) -> list[int]:
+    """The process and its children (the schema-check workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return [pid, *children]
+
+
+def server_memory_mb(url: str) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB of the DIP server behind ``url``, its worker processes included."""
+    family = _family(SERVER_PIDS[url])
+    return (sum(_status_kb(p, "VmRSS") for p in family) / 1024, sum(_status_kb(p, "VmHWM") for p in family) / 1024)
 
 
 def admin(url: str) -> AdminClient:

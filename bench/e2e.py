@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import subprocess
 import sys
@@ -28,11 +29,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 import orjson
 
-from bench.common import DEMO_SUPPLIER, admin, appoint, dip_server, fresh_database, machine
+from bench.common import DEMO_SUPPLIER, admin, appoint, dip_server, fresh_database, machine, server_memory_mb
 from dip.client import DipClient, Identity
 from dip.samples import sample_mpans, sample_payloads
 from dip.testing import free_port
@@ -76,7 +78,12 @@ class Receivers:
         self.proc.wait(timeout=10)
 
 
-def build(client: DipClient, batches: int, size: int, first_seed: int) -> list[bytes]:
+def build(client: DipClient, batches: int, size: int, first_seed: int, reuse: bool = False) -> list[bytes]:
+    """Signed-ready bodies; with ``reuse`` one set of MPANs serves every batch (the soak runs long
+    and its sender references are made unique when each batch is sent)."""
+    if reuse and batches:
+        payloads = sample_payloads(client, "IF-021", size, seed=first_seed)
+        return [orjson.dumps([{"payload": p} for p in payloads])] * batches
     bodies = []
     for b in range(batches):
         payloads = sample_payloads(client, "IF-021", size, seed=first_seed + b)
@@ -85,7 +92,7 @@ def build(client: DipClient, batches: int, size: int, first_seed: int) -> list[b
 
 
 def send_all(url: str, identity: Identity, bodies: list[bytes], phase: Phase, interval: float | None,
-             senders: int) -> None:
+             senders: int, resign: bool = False) -> None:
     """Send the bodies, each at its slot (``interval`` apart) or as fast as possible."""
     local = threading.local()
     lock = threading.Lock()
@@ -94,6 +101,8 @@ def send_all(url: str, identity: Identity, bodies: list[bytes], phase: Phase, in
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = DipClient(url, identity)
+        if resign:  # the same messages again: new sender references and a fresh timestamp
+            body = _fresh(body)
         delay = due - time.time()
         if delay > 0:
             time.sleep(delay)
@@ -118,6 +127,23 @@ def send_all(url: str, identity: Identity, bodies: list[bytes], phase: Phase, in
     phase.finished_sending = time.time()
 
 
+_counter = iter(range(1, 1 << 62))
+_counter_lock = threading.Lock()
+_SUR = re.compile(rb'("senderUniqueReference":"[^"]*?)([0-9a-f]{8})"')
+_STAMP = re.compile(rb'"senderTimestamp":"[^"]*"')
+
+
+def _fresh(body: bytes) -> bytes:
+    """The body with each sender reference's last 8 hex digits replaced by a new number."""
+    def new_reference(match: re.Match[bytes]) -> bytes:
+        with _counter_lock:
+            n = next(_counter)
+        return match.group(1) + f"{n:08x}"[-8:].encode() + b'"'
+
+    stamp = b'"senderTimestamp":"' + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00").encode() + b'"'
+    return _STAMP.sub(stamp, _SUR.sub(new_reference, body))
+
+
 def wait_delivered(receivers: Receivers, expected: dict[str, int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,7 +154,8 @@ def wait_delivered(receivers: Receivers, expected: dict[str, int], timeout: floa
     return False
 
 
-def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> None:
+def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> dict[str, object]:
+    """Print the phase's figures and return them (latencies in ms, sorted)."""
     latencies: list[float] = []
     last_receipt = 0.0
     missing = duplicates = 0
@@ -147,7 +174,7 @@ def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> None:
     n = len(latencies)
     if not n:
         print(f"    {phase.name}: nothing delivered")
-        return
+        return {"phase": phase.name, "delivered": 0}
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -162,11 +189,19 @@ def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> None:
     print(f"      latency 201 -> last webhook receipt: p50 {pct(0.5):.0f} ms, p90 {pct(0.9):.0f} ms, "
           f"p99 {pct(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms, mean {mean:.0f} ms;"
           f" missing {missing}, duplicate copies {duplicates}")
+    return {
+        "phase": phase.name, "accepted": len(phase.sent_at), "offered_rate": len(phase.sent_at) / sending,
+        "delivered": n, "delivered_rate": n / span, "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
+        "max": latencies[-1] * 1000, "missing": missing, "duplicates": duplicates,
+        "latencies_ms": [x * 1000 for x in latencies],
+    }
 
 
-def run(store: str, args: argparse.Namespace) -> None:
+def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
+    """Both phases (or the soak) on one store; returns each phase's figures."""
     database_url = asyncio.run(fresh_database("dip_bench_e2e")) if store == "postgres" else None
     receivers = Receivers()
+    figures: list[dict[str, object]] = []
     try:
         with dip_server(database_url) as url:
             with admin(url) as operator:
@@ -176,27 +211,69 @@ def run(store: str, args: argparse.Namespace) -> None:
             for role, identity in (("MDS", mds), ("SUP", sup)):
                 with DipClient(url, identity) as client:
                     assert client.register_webhook("IF-021", receivers.url(role)).status_code == 201
-            fixed_batches = int(args.rate * args.seconds / args.batch)
-            saturation_batches = max(1, args.saturation_messages // args.saturation_batch)
+            seconds = args.soak or args.seconds
+            fixed_batches = int(args.rate * seconds / args.batch)
+            saturation_batches = 0 if args.soak else max(1, args.saturation_messages // args.saturation_batch)
             with DipClient(url, sds) as client:
-                fixed = build(client, fixed_batches, args.batch, 0)
-                saturation = build(client, saturation_batches, args.saturation_batch, 1000)
-            appoint(url, [sample_mpans(args.batch, seed=b) for b in range(fixed_batches)]
-                    + [sample_mpans(args.saturation_batch, seed=1000 + b) for b in range(saturation_batches)])
+                fixed = build(client, fixed_batches, args.batch, 0, reuse=bool(args.soak))
+                saturation = build(client, saturation_batches, args.saturation_batch, 1000_000)
+            mpans = [sample_mpans(args.batch, seed=b) for b in range(1 if args.soak else fixed_batches)]
+            appoint(url, mpans + [sample_mpans(args.saturation_batch, seed=1000_000 + b)
+                                  for b in range(saturation_batches)])
             size = len(fixed[0]) / args.batch
             print(f"  {store}: {size:,.0f} bytes per message; recipients MDS (always) and SUP (by MPAN)")
+            phases = [(Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4)]
+            if saturation:
+                phases.append((Phase("saturation"), saturation, None, 2))
             delivered = 0
-            for phase, bodies, interval, senders in (
-                (Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4),
-                (Phase("saturation"), saturation, None, 2),
-            ):
-                send_all(url, sds, bodies, phase, interval, senders)
-                delivered += len(phase.sent_at)
-                if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
-                    print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
-                report(phase, receivers.results())
+            for phase, bodies, interval, senders in phases:
+                sampler = MemorySampler(url, 10.0 if args.soak else 1.0)
+                with sampler:
+                    send_all(url, sds, bodies, phase, interval, senders, resign=bool(args.soak))
+                    delivered += len(phase.sent_at)
+                    if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
+                        print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
+                result = report(phase, receivers.results())
+                result.update(store=store, size=size, memory=sampler.samples, peak_mb=server_memory_mb(url)[1])
+                print(f"      server memory (RSS, with its worker processes): peak {result['peak_mb']:,.0f} MB;"
+                      f" {sampler.describe()}")
+                figures.append(result)
     finally:
         receivers.close()
+    return figures
+
+
+class MemorySampler:
+    """Samples the server's resident memory every ``every`` seconds while the phase runs."""
+
+    def __init__(self, url: str, every: float) -> None:
+        self.url, self.every = url, every
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic() - started, server_memory_mb(self.url)[0]))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        if len(self.samples) < 4:
+            return f"{len(self.samples)} samples"
+        quarter = max(1, len(self.samples) // 4)
+        early = statistics.fmean(mb for _, mb in self.samples[quarter:2 * quarter])
+        late = statistics.fmean(mb for _, mb in self.samples[-quarter:])
+        return (f"RSS {early:,.0f} MB in the second quarter of the phase, {late:,.0f} MB in the last "
+                f"({(late - early) / early:+.1%}) over {self.samples[-1][0]:.0f} s")
 
 
 def main() -> None:
@@ -207,6 +284,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")
     parser.add_argument("--saturation-messages", type=int, default=100_000)
     parser.add_argument("--saturation-batch", type=int, default=10_000)
+    parser.add_argument("--soak", type=float, default=0,
+                        help="run only the offered load for this many seconds, sampling memory every 10 s")
     args = parser.parse_args()
     print(f"end-to-end benchmark on {machine()}")
     for store in args.stores.split(","):

@@ -15,12 +15,13 @@ import time
 
 import orjson
 
-from bench.common import admin, appoint, dip_server, fresh_database, machine
+from bench.common import admin, appoint, dip_server, fresh_database, machine, server_memory_mb
 from dip.client import DipClient
 from dip.samples import sample_mpans, sample_payloads
 
 
-def run(store: str, batches: int, size: int, workers: str | None) -> list[float]:
+def run(store: str, batches: int, size: int, workers: str | None) -> tuple[list[float], float]:
+    """Messages/s of each batch, and the server's peak memory (MB, worker processes included)."""
     database_url = asyncio.run(fresh_database("dip_bench_ingest")) if store == "postgres" else None
     extra = ["--validation-workers", workers] if workers is not None else []
     with dip_server(database_url, extra) as url:
@@ -41,7 +42,9 @@ def run(store: str, batches: int, size: int, workers: str | None) -> list[float]
                     raise SystemExit(f"unexpected {response.status_code}: {response.text[:500]}")
                 rates.append(size / elapsed)
                 print(f"    batch: {elapsed:6.2f} s  {size / elapsed:9,.0f} msg/s")
-    return rates
+        peak = server_memory_mb(url)[1]
+        print(f"  {store}: server peak memory {peak:,.0f} MB (RSS, with its worker processes)")
+    return rates, peak
 
 
 def main() -> None:
@@ -53,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"ingest benchmark on {machine()}")
     for store in args.stores.split(","):
-        rates = run(store, args.batches, args.size, args.validation_workers)
+        rates, _ = run(store, args.batches, args.size, args.validation_workers)
         print(f"  {store}: median {statistics.median(rates):,.0f} msg/s, best {max(rates):,.0f} msg/s "
               f"over {len(rates)} batches of {args.size}")
 
