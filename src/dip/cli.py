@@ -222,6 +222,24 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--batch-size", type=int, default=50_000)
     load.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    sim = sub.add_parser("simulate", help="simulate market participants around a running DIP (SIT-style testing)")
+    sim.add_argument("--url", default="http://127.0.0.1:8080")
+    sim.add_argument("--admin-key")
+    sim.add_argument("--data-dir", type=Path, default=Path(".dip"))
+    sim.add_argument("--mpans", type=int, default=1000, help="MPANs in the seeded registry")
+    sim.add_argument("--rate", type=float, default=100.0, help="messages per second (IF-021 and IF-005)")
+    sim.add_argument("--seconds", type=float, default=10.0, help="how long to send")
+    sim.add_argument("--behaviour", nargs="+", action="extend", metavar="[WHO=]KIND[:ARG]",
+                     help="webhook answers: accept, reject:F, slow:S, 503[:F], hang[:F], drop[:F]")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--drain-seconds", type=float, default=60.0, help="wait at most this long for deliveries")
+    sim.add_argument("--changes", type=int, help="change-of-supplier scenarios (default: one per second)")
+    sim.add_argument("--webhook-host", default="127.0.0.1", help="address the webhook server listens on")
+    sim.add_argument("--webhook-port", type=int, default=0)
+    sim.add_argument("--callback-host", help="host name the DIP calls the webhooks at (default: --webhook-host)")
+    sim.add_argument("--environment", default="DEV", help="environment tag of the messages")
+    sim.add_argument("--quiet", action="store_true", help="no progress output")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -230,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             return send(args)
         if args.command == "registry":
             return registry_load(args)
+        if args.command == "simulate":
+            from dip.simulate import command
+
+            admin_key = _admin_key(args)
+            return command(args, admin_key) if admin_key else 2
         return import_openapi(args)
     except DipError as exc:
         print(f"dip: {exc}", file=sys.stderr)

@@ -104,3 +104,24 @@ def payload_schema(channel: Channel) -> dict[str, Any]:
         "required": ["CommonBlock", "CustomBlock"],
         "properties": {"CommonBlock": common, "CustomBlock": custom},
     }
+
+
+# A status message item (StandardResponseBodyType) as a recipient sends it to POST /statusmessage:
+# the official field constraints, with only the fields the DIP needs required (the DIP fills in
+# recipient, correlation and timestamp when they are left out; docs/api.md).
+STATUS_MESSAGE_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "transactionID": _string(1, 65),
+        "senderUniqueReference": _string(1, 200, nullable=True, pattern=SUR_PATTERN),
+        "correlationID": _string(1, 60, nullable=True),
+        "sentTimestamp": _string(25, 25, nullable=True),
+        "senderID": _DIP_ID,
+        "recipientID": _DIP_ID_N,
+        "DIPConnectionProviderID": _DIP_ID_N,
+        "message": _string(1, 200),
+        "help": _string(1, 500, nullable=True),
+        "serviceTicketURL": _string(1, 250, nullable=True),
+    },
+    "required": ["transactionID", "senderID", "message"],
+}

@@ -27,7 +27,7 @@ import jsonschema_rs
 import msgspec
 import orjson
 
-from dip import registry_updates
+from dip import ids, registry_updates
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
 from dip.registry_updates import Change
@@ -229,7 +229,9 @@ def _routing_date(payload: dict[str, Any], pointer: str | None) -> str | None:
 
 
 def _fail(index: int, code: Code, help_text: str, sur: Any = None) -> Checked:
-    return Checked(index, code.value, help_text[:MAX_HELP], sur if isinstance(sur, str) else None, None, None)
+    # the answer repeats the sender's reference only when it is one (the response schema's pattern)
+    reference = sur if isinstance(sur, str) and ids.parse_sender_reference(sur) is not None else None
+    return Checked(index, code.value, help_text[:MAX_HELP], reference, None, None)
 
 
 def check_one(index: int, raw: bytes | msgspec.Raw | memoryview, spec: CheckSpec,

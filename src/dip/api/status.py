@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import jsonschema_rs
 import msgspec
+import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +28,7 @@ from dip.delivery.worker import STATUS, status_queue
 from dip.directory import Directory
 from dip.ingest import Caller
 from dip.responses import ResponseItem, item, standard_response
+from dip.schemas import STATUS_MESSAGE_ITEM
 from dip.store import DeliveryRow
 
 router = APIRouter(tags=["Status Messages"])
@@ -45,7 +48,7 @@ class _StatusIn(msgspec.Struct):
     serviceTicketURL: str | None = None
 
 
-_decoder = msgspec.json.Decoder(list[_StatusIn])
+_item_validator = jsonschema_rs.validator_for(STATUS_MESSAGE_ITEM)
 _encoder = msgspec.json.Encoder()
 
 
@@ -70,11 +73,18 @@ async def submit_status_messages(request: Request) -> Response:
         return error_response(dip, 400, Code.SCHEMA_FAILURE, "Content-Type must be application/json",
                               caller.principal.id)
     try:
-        entries = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return error_response(dip, 400, Code.SCHEMA_FAILURE, f"the body is not JSON: {exc}", caller.principal.id)
+    if not isinstance(items, list):
         return error_response(dip, 400, Code.SCHEMA_FAILURE,
-                              f"the body must be an array of StandardResponseBodyType objects: {exc}",
-                              caller.principal.id)
+                              "the body must be an array of StandardResponseBodyType objects", caller.principal.id)
+    for index, entry in enumerate(items):
+        for error in _item_validator.iter_errors(entry):
+            where = "/" + "/".join(str(p) for p in error.instance_path)
+            return error_response(dip, 400, Code.SCHEMA_FAILURE, f"status message {index}: {where}: {error.message}"[
+                :500], caller.principal.id)
+    entries = msgspec.convert(items, list[_StatusIn])
     if not 1 <= len(entries) <= MAX_ITEMS:
         return error_response(dip, 400 if not entries else 413, Code.SCHEMA_FAILURE,
                               f"send 1 to {MAX_ITEMS} status messages per call", caller.principal.id)
@@ -90,7 +100,7 @@ async def submit_status_messages(request: Request) -> Response:
         why = _problem(entry, caller, dip.directory, senders, received)
         if why is not None:
             problems.append(item(code=Code.PROCESSING_FAILED, sent_timestamp=stamp, sender_id=dip.settings.dip_id,
-                                 recipient_id=caller.principal.id, transaction_id=entry.transactionID[:65],
+                                 recipient_id=caller.principal.id, transaction_id=entry.transactionID[:65] or None,
                                  help_text=f"status message {index}: {why}"))
             continue
         original_sender, correlation = senders[entry.transactionID]

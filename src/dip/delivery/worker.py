@@ -26,6 +26,7 @@ import orjson
 
 from dip import ids
 from dip.codes import Code
+from dip.exceptions import StoreError
 from dip.delivery.egress import Publication, egress_array, egress_element
 from dip.delivery.sender import CallResult, WebhookSender
 from dip.responses import item
@@ -142,6 +143,8 @@ class DeliveryWorker:
             if free > 0:
                 try:
                     claims = await self.dip.store.claim(self.owner, _micros(), int(self.lease_seconds * 1e6), free)
+                except StoreError as exc:  # the database is away (restart, failover): keep polling
+                    log.warning("could not claim delivery queues: %s", exc)
                 except Exception:
                     log.exception("could not claim delivery queues")
             for claim in claims:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -71,6 +72,7 @@ def _translated(method: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, C
 
 
 _CHANNEL = "dip_deliveries"
+log = logging.getLogger("dip.store")
 
 
 class PostgresStore:
@@ -108,6 +110,21 @@ class PostgresStore:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction. Once the transaction has committed (or rolled
+        back), a failure to hand the connection back (it died just after the commit) is not the
+        caller's failure: the connection is dropped and the outcome stands."""
+        conn = await self.pool.acquire()
+        try:
+            async with conn.transaction():
+                yield conn
+        finally:
+            try:
+                await self.pool.release(conn)
+            except Exception as exc:  # asyncpg closes the connection and re-raises its reset error
+                log.warning("a PostgreSQL connection died after its transaction ended: %s", exc)
+
     async def close(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(Exception):
@@ -129,7 +146,7 @@ class PostgresStore:
 
     async def _write(self, statements: list[tuple[str, tuple[Any, ...]]], bump: bool = True) -> list[str]:
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._transaction() as conn:
                 results = [await conn.execute(sql, *args) for sql, args in statements]
                 if bump:
                     await conn.execute(_BUMP)
@@ -168,7 +185,7 @@ class PostgresStore:
 
     @_translated
     async def put_participant(self, row: ParticipantRow, now: int) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             created = await conn.fetchval(
                 "INSERT INTO participants (id, name, roles, active, created_at, updated_at)"
                 " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
@@ -236,7 +253,7 @@ class PostgresStore:
 
     @_translated
     async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             created = await conn.fetchval(
                 "INSERT INTO channels VALUES ($1, $2, $3) ON CONFLICT (interface_id) DO UPDATE"
                 " SET definition = excluded.definition, updated_at = excluded.updated_at RETURNING (xmax = 0)",
@@ -254,7 +271,7 @@ class PostgresStore:
     async def message_batch(self) -> AsyncIterator[_PostgresBatch]:
         """One transaction; each ``add`` COPYs its rows at once, so storing overlaps validating."""
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._transaction() as conn:
                 batch = _PostgresBatch(conn)
                 yield batch
                 await batch.finish()
@@ -304,7 +321,7 @@ class PostgresStore:
 
     @_translated
     async def put_appointments(self, rows: list[AppointmentRow]) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             return await self._put_appointments(conn, rows)
 
     @_translated
@@ -330,7 +347,7 @@ class PostgresStore:
 
     @_translated
     async def put_webhook(self, row: WebhookRow, now: int) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             created = await conn.fetchval(
                 f"INSERT INTO webhooks ({', '.join(WebhookRow._fields)}, updated_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (participant_id, kind, interface_id)"
@@ -352,7 +369,7 @@ class PostgresStore:
 
     @_translated
     async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await conn.execute("INSERT INTO dip_identity VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
                                key_pem, cert_pem, now)
             row = await conn.fetchrow("SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1")
@@ -380,12 +397,12 @@ class PostgresStore:
     @_translated
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
         if rows:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._transaction() as conn:
                 await self._enqueue(conn, rows, now)
 
     @_translated
     async def make_due(self, recipient_id: str, now: int) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await conn.execute(
                 "UPDATE queues SET next_attempt_at = $1 WHERE recipient_id = $2 AND retries = 0"
                 " AND next_attempt_at > $1", now, recipient_id)
@@ -413,7 +430,7 @@ class PostgresStore:
     @_translated
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             holder = await conn.fetchval("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE", queue)
             if holder != owner:
                 return False
