@@ -26,9 +26,9 @@ import orjson
 
 from dip import ids
 from dip.codes import Code
-from dip.exceptions import StoreError
 from dip.delivery.egress import Publication, egress_array, egress_element
 from dip.delivery.sender import CallResult, WebhookSender
+from dip.exceptions import StoreError
 from dip.responses import item
 from dip.retry import Outcome, RetryPolicy
 from dip.store import Claim, DeliveryRow, PendingDelivery, Settlement
