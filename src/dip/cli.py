@@ -223,15 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sim = sub.add_parser("simulate", help="simulate market participants around a running DIP (SIT-style testing)")
-    sim.add_argument("--url", default="http://127.0.0.1:8080")
-    sim.add_argument("--admin-key")
+    sim.add_argument("--url", default="http://127.0.0.1:8080", help="the DIP's base URL")
+    sim.add_argument("--admin-key", help="default: DIP_ADMIN_API_KEY, else DATA_DIR/admin-api-key")
     sim.add_argument("--data-dir", type=Path, default=Path(".dip"))
     sim.add_argument("--mpans", type=int, default=1000, help="MPANs in the seeded registry")
     sim.add_argument("--rate", type=float, default=100.0, help="messages per second (IF-021 and IF-005)")
     sim.add_argument("--seconds", type=float, default=10.0, help="how long to send")
     sim.add_argument("--behaviour", nargs="+", action="extend", metavar="[WHO=]KIND[:ARG]",
                      help="webhook answers: accept, reject:F, slow:S, 503[:F], hang[:F], drop[:F]")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="seeds the traffic mix and the webhooks' random choices")
     sim.add_argument("--drain-seconds", type=float, default=60.0, help="wait at most this long for deliveries")
     sim.add_argument("--changes", type=int, help="change-of-supplier scenarios (default: one per second)")
     sim.add_argument("--webhook-host", default="127.0.0.1", help="address the webhook server listens on")

@@ -8,6 +8,7 @@ None means open-ended.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
 from collections.abc import Iterable
@@ -90,11 +91,16 @@ class RegistryCache:
         self.max_changes = max_changes
         self.version = -1
         self._by_mpan: dict[str, tuple[Appointment, ...]] = {}
+        self._refreshing = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._by_mpan)
 
     async def refresh(self) -> None:
+        async with self._refreshing:  # concurrent batches share one look at the store
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         version, changed = await self.store.registry_changes(self.version, self.max_changes)
         if version == self.version:
             return

@@ -87,9 +87,9 @@ class AdminClient:
                              json={"name": name or f"Participant {participant_id}", "roles": roles})
 
     def onboard(self, participant_id: str, roles: list[str], role: str | None = None,
-                environment: str = "DEV") -> Identity:
+                environment: str = "DEV", name: str | None = None) -> Identity:
         """On-board a participant with a new API key and signing certificate; return its identity."""
-        self.put_participant(participant_id, roles).raise_for_status()
+        self.put_participant(participant_id, roles, name).raise_for_status()
         key_pem, cert_pem = generate_identity(participant_id)
         self.http.post(f"/admin/participants/{participant_id}/certificates",
                        json={"certificatePem": cert_pem.decode()}).raise_for_status()

@@ -134,6 +134,13 @@ async def test_mpan_appointments_are_upserted_by_key_and_versioned(store: Store)
     assert v2 > v1
     got = await store.appointments(["1200000000009"])
     assert closed in got and rows[1] not in got and len(got) == 3
+    # what other nodes ask to keep their caches coherent: the MPANs written after a version
+    assert await store.registry_changes(v2, 10) == (v2, [])
+    assert await store.registry_changes(v1, 10) == (v2, ["1200000000009"])
+    version, changed = await store.registry_changes(v0, 10)
+    assert version == v2 and sorted(changed or []) == ["1200000000009", "1300000000002"]
+    assert await store.registry_changes(v0, 2) == (v2, None)  # too many (5 rows): forget everything
+    assert await store.registry_changes(-1, 10) == (v2, None)  # a cache that never loaded
 
 
 def delivery(n: int, queue: str = "1400000001|IF-021", kind: str = "always") -> DeliveryRow:
