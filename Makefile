@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PY) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench soak fuzz clean
 
 $(STAMP):
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 ## The standard benchmarks (ingest and end to end, SQLite and PostgreSQL, ~8 minutes); writes docs/performance.md's report.
 bench: $(STAMP)
 	$(BIN)/python -m bench.report
+
+## A longer fuzzing run: schemathesis against the OpenAPI document and the hypothesis properties, more examples.
+fuzz: $(STAMP)
+	DIP_FUZZ_EXAMPLES=1000 DIP_FUZZ_PROPERTY_EXAMPLES=3000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_fuzz_api.py tests/unit/test_properties.py
 
 ## Ten minutes at the offered load, sampling the server's memory (it must stay flat).
 soak: $(STAMP)

@@ -82,7 +82,7 @@ def _mask_at(node: Any, tokens: Sequence[str]) -> Any:
     if isinstance(node, list):
         if head == "*":
             return [_mask_at(v, rest) for v in node]
-        if head.isascii() and head.isdigit() and int(head) < len(node):
+        if head.isascii() and head.isdigit() and len(head) <= 18 and int(head) < len(node):
             copy_list = list(node)
             copy_list[int(head)] = _mask_at(node[int(head)], rest)
             return copy_list

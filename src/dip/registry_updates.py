@@ -42,7 +42,8 @@ def field_at(payload: Any, pointer: str) -> Any:
     for token in parse_pointer(pointer):
         if isinstance(node, dict):
             node = node.get(token)
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+        elif isinstance(node, list) and token.isascii() and token.isdigit() and len(token) <= 18 \
+                and int(token) < len(node):
             node = node[int(token)]
         else:
             return None

@@ -107,7 +107,7 @@ def route(
                 add(pid, role, "secondary")
                 if pid not in secondary_ids:
                     secondary_ids.append(pid)
-        if not resolved and not found:
+        if not resolved and not any(p is not None for p in primary):
             # MPAN routing was the message's only way to its addressees; with named primary
             # recipients it still goes to them (the registry may lag a change of supplier)
             return RoutingError(

@@ -198,25 +198,46 @@ def _first_error(validator: Any, payload: Any) -> str:
     return "message does not match the schema"
 
 
+def _block(parent: Any, name: str, optional: bool = False) -> dict[str, Any]:
+    value = parent.get(name) if optional else parent[name]
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be an object")
+    return value
+
+
+def _text(block: dict[str, Any], name: str, optional: bool = False) -> Any:
+    """A string field (a channel's own payload schema may not pin the common block's types)."""
+    value = block.get(name) if optional else block[name]
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise TypeError(f"{name} must be a string")
+    return value
+
+
 def _header(payload: dict[str, Any], validators: _Validators | None = None) -> Header:
-    common = payload["CommonBlock"]
-    s0, s1 = common["S0"], common["S1"]
-    a0 = common.get("A0") or {}
-    m0 = common.get("M0") or {}
+    common = _block(payload, "CommonBlock")
+    s0, s1 = _block(common, "S0"), _block(common, "S1")
+    a0 = _block(common, "A0", optional=True)
+    m0 = _block(common, "M0", optional=True)
+    primary = a0.get("primaryRecipients") or []
+    if not isinstance(primary, list) or not all(p is None or isinstance(p, str) for p in primary):
+        raise TypeError("primaryRecipients must be an array of DIP IDs")
+    event_code = _text(s0, "eventCode")
     return Header(
-        event_code=s0["eventCode"],
-        schema_version=s0["schemaVersion"],
-        environment=s1["environmentTag"],
-        sur=s1["senderUniqueReference"],
-        sender_timestamp=s1["senderTimestamp"],
-        sender_id=s1["senderDIPID"],
-        sender_role=s1["senderRoleID"],
-        sender_correlation_id=s1.get("senderCorrelationID"),
-        dcp_id=s1.get("DIPConnectionProviderID"),
-        primary_recipients=tuple(a0.get("primaryRecipients") or ()),
-        mpan=m0.get("MPANCore"),
+        event_code=event_code,
+        schema_version=_text(s0, "schemaVersion"),
+        environment=_text(s1, "environmentTag"),
+        sur=_text(s1, "senderUniqueReference"),
+        sender_timestamp=_text(s1, "senderTimestamp"),
+        sender_id=_text(s1, "senderDIPID"),
+        sender_role=_text(s1, "senderRoleID"),
+        sender_correlation_id=_text(s1, "senderCorrelationID", optional=True),
+        dcp_id=_text(s1, "DIPConnectionProviderID", optional=True),
+        primary_recipients=tuple(primary),
+        mpan=_text(m0, "MPANCore", optional=True),
         routing_date=_routing_date(payload, validators.date_pointer) if validators else None,
-        changes=(registry_updates.extract(validators.registry_updates, s0["eventCode"], payload)
+        changes=(registry_updates.extract(validators.registry_updates, event_code, payload)
                  if validators and validators.registry_updates else ()),
     )
 
@@ -275,8 +296,10 @@ def check_one(index: int, raw: bytes | msgspec.Raw | memoryview, spec: CheckSpec
             return _fail(index, Code.SCHEMA_FAILURE, _first_error(validator, payload), sur)
     try:
         header = _header(payload, validators)
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         return _fail(index, Code.SCHEMA_FAILURE, f"common block field missing: {exc}", sur)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return _fail(index, Code.SCHEMA_FAILURE, f"common block field invalid: {exc}", sur)
     if header.environment != spec.environment:
         return _fail(
             index, Code.SCHEMA_FAILURE,

@@ -24,7 +24,7 @@ def resolve(host: str) -> list[str]:
     """Every address ``host`` resolves to (the system resolver)."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError):  # UnicodeError: not a DNS name (empty or over-long label)
         return []
     return sorted({str(info[4][0]) for info in infos})
 

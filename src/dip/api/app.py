@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from dip import __version__
 from dip.api import admin, participant, registry, status, webhooks
 from dip.api.common import error_response
+from dip.api.openapi_docs import complete_responses
 from dip.api.paths import CaseInsensitivePaths
 from dip.codes import Code
 from dip.config import Settings
@@ -81,5 +83,13 @@ def create_app(
             headers={"Retry-After": "5"},
         )
 
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_responses(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(CaseInsensitivePaths)
     return app

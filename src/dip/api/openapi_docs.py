@@ -102,3 +102,41 @@ VALIDATE_DOCS: dict[str, Any] = {
         "400": _json({"type": "string"}, "Bad Request: what is wrong with which message"),
     },
 }
+
+
+_DESCRIPTIONS = {
+    "201": "Created",
+    "400": "Bad request: the body or a parameter is not acceptable (the reason is in the answer)",
+    "401": "Unauthorised: API key missing or unknown, or the request's signature does not verify",
+    "403": "Forbidden: the caller may not do this",
+    "404": "Not found",
+    "409": "Conflict with what is registered already",
+    "413": "Payload too large",
+    "503": "The DIP cannot reach its database: nothing was changed; retry with back-off",
+}
+
+
+def _answers(path: str, method: str) -> tuple[str, ...]:
+    """The status codes an operation can answer besides its success (one place for the table)."""
+    if path in ("/healthz", "/dip/certificate"):
+        return ()
+    if path.startswith("/admin/"):
+        return ("400", "401", "404", "409", "413", "503")
+    if "/pubconfig/" in path or path.startswith("/statusmessage/config/"):
+        return ("201", "400", "401", "403", "404", "503") if method == "post" else ("401", "403", "404", "503")
+    return ("400", "401", "403", "404", "413", "503")
+
+
+def complete_responses(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation lists each status code it can answer, and not FastAPI's 422: a request
+    that fails parameter validation is answered 400 (api/app.py)."""
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for code in _answers(path, method):
+                responses.setdefault(code, {"description": _DESCRIPTIONS[code]})
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
