@@ -201,7 +201,7 @@ def generate_identity(
         .issuer_name(name)
         .public_key(private_key.public_key())  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_before(now - timedelta(hours=1))  # usable at once by a peer whose clock is behind
         .not_valid_after(now + timedelta(days=days))
         .sign(private_key, hashes.SHA256())
     )

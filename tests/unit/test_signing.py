@@ -27,7 +27,7 @@ VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 URL = "https://dip.example.com/dip-channel/IF-005"
 BODY = b'[{"payload": {"CommonBlock": {}, "CustomBlock": {}}}]'
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)  # at collection: certificates made later are backdated 1 h
 Identity = tuple[signing.SigningKey, bytes]
 HEADER_NAMES = (signing.SIGNATURE, signing.SIGNATURE_DATE, signing.CONTENT_HASH, signing.SIGNATURE_CERTIFICATE)
 
