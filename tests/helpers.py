@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -88,12 +89,17 @@ def body_of(payloads: list[dict[str, Any]]) -> bytes:
 
 def in_store(dip: RunningDip, query: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``query`` against the running DIP's database through a store of its own."""
+    return with_store(dip.settings.database_url, dip.settings.data_dir, query)
+
+
+def with_store(database_url: str | None, data_dir: Path, query: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``query`` through a store of the test's own on a database (a DIP's, running or not)."""
     import asyncio
 
     from dip.store import open_store
 
     async def run() -> T:
-        store = open_store(dip.settings.database_url, dip.settings.data_dir)
+        store = open_store(database_url, data_dir)
         await store.open()
         try:
             return await query(store)

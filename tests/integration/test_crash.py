@@ -55,9 +55,9 @@ import pytest
 
 from dip.client import DipClient, Identity
 from dip.config import Settings
-from dip.store import MessageRow, Store, open_store
+from dip.store import MessageRow, Store
 from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
-from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_all
+from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_all, with_store
 
 RECIPIENTS = (MDS, SUP)  # IF-021 from SDS: MDS always, SUP as the MPANs' appointed supplier
 DIP_COMMAND = Path(sys.executable).with_name("dip")  # .venv/bin/dip
@@ -156,20 +156,6 @@ def snapshot(database_url: str | None, data_dir: Path) -> Snapshot:
         [Delivery(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
                   None if r[6] is None else bytes(r[6])) for r in deliveries],
     )
-
-
-def with_store(database_url: str | None, data_dir: Path, query: Callable[[Store], Any]) -> Any:
-    """Run ``query`` through a store of the test's own (the DIP's own reading code)."""
-
-    async def run() -> Any:
-        store = open_store(database_url, data_dir)
-        await store.open()
-        try:
-            return await query(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 # -- the sender ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +27,9 @@ import asyncpg
 
 from dip.client import DipClient, Identity
 from dip.config import Settings
-from dip.store import Claim, MessageRow, Store, open_store
+from dip.store import Claim, MessageRow, Store
 from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
-from tests.helpers import MDS, SUP, consumption, items, onboard_all
+from tests.helpers import MDS, SUP, consumption, items, onboard_all, with_store
 
 T = TypeVar("T")
 
@@ -63,25 +63,11 @@ def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
     return asyncio.run(run())
 
 
-def with_store(url: str, query: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``query`` through a store of the test's own on the nodes' database."""
-
-    async def run() -> T:
-        store = open_store(url, Path("unused"))
-        await store.open()
-        try:
-            return await query(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
 def wait_delivered(url: str, transactions: Sequence[str], timeout: float) -> None:
     """Every one of ``transactions`` ends 'delivered' for every recipient."""
 
     def summary() -> dict[str, Counter[str]]:
-        rows = with_store(url, lambda store: store.delivery_states(list(transactions)))
+        rows = with_store(url, Path("unused"), lambda store: store.delivery_states(list(transactions)))
         found = {(tid, to): state for tid, to, _, kind, state in rows if kind != "status"}
         return {r: Counter(found.get((t, r), "none") for t in transactions) for r in RECIPIENTS}
 
@@ -376,7 +362,7 @@ def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp
         async def stored_rows(store: Store) -> tuple[int, list[MessageRow | None]]:
             return await store.count_messages(), [await store.get_message(t) for t in acked]
 
-        count, rows = with_store(pg_database, stored_rows)
+        count, rows = with_store(pg_database, Path("unused"), stored_rows)
         missing = [t for t, row in zip(acked, rows, strict=True) if row is None]
         assert len(missing) == 0, f"{len(missing)} acknowledged message(s) are not in the store, e.g. {missing[:3]}"
         assert all(row is not None and row.interface_id == "IF-021" for row in rows)
