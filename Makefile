@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PY) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: venv run test lint bench soak fuzz clean
+.PHONY: venv run test lint bench soak fuzz simulate clean
 
 $(STAMP):
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 ## The standard benchmarks (ingest and end to end, SQLite and PostgreSQL, ~4 minutes); writes docs/performance.md's report.
 bench: $(STAMP)
 	$(BIN)/python -m bench.report
+
+## Simulated participants against the DIP that `make run` started (see docs/simulator.md).
+simulate: $(STAMP)
+	$(BIN)/dip simulate --url http://127.0.0.1:8080 --mpans 100000 --rate 200 --seconds 60
 
 ## A longer fuzzing run: schemathesis against the OpenAPI document and the hypothesis properties, more examples.
 fuzz: $(STAMP)

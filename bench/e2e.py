@@ -50,6 +50,7 @@ class Phase:
     started: float = 0.0
     finished_sending: float = 0.0
     refused: int = 0
+    answer_ms: list[float] = field(default_factory=list)  # request start to the 201, per call
 
 
 class Receivers:
@@ -106,12 +107,14 @@ def send_all(url: str, identity: Identity, bodies: list[bytes], phase: Phase, in
         delay = due - time.time()
         if delay > 0:
             time.sleep(delay)
+        started = time.time()
         response = client.send_raw("IF-021", body)
         at = time.time()
         if response.status_code not in (201, 207):
             raise SystemExit(f"unexpected {response.status_code}: {response.text[:500]}")
         entries = response.json()["messageArray"]
         with lock:
+            phase.answer_ms.append((at - started) * 1000)
             for entry in entries:
                 if entry["transactionID"]:
                     phase.sent_at[entry["transactionID"]] = at
@@ -185,6 +188,11 @@ def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> dict[str
     print(f"    {phase.name}: {len(phase.sent_at):,} accepted ({phase.refused} refused) in {sending:.1f} s "
           f"({len(phase.sent_at) / sending:,.0f} msg/s offered); delivered to both recipients: {n:,} in "
           f"{span:.1f} s = {n / span:,.0f} msg/s")
+    answers = sorted(phase.answer_ms)
+    answer = {q: answers[min(len(answers) - 1, int(q * len(answers)))] for q in (0.5, 0.99)} if answers else {}
+    if answers:
+        print(f"      ingest: request to 201, per call of {len(phase.sent_at) // len(answers):,} messages: "
+              f"p50 {answer[0.5]:.0f} ms, p99 {answer[0.99]:.0f} ms, max {answers[-1]:.0f} ms")
     mean = statistics.fmean(latencies) * 1000
     print(f"      latency 201 -> last webhook receipt: p50 {pct(0.5):.0f} ms, p90 {pct(0.9):.0f} ms, "
           f"p99 {pct(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms, mean {mean:.0f} ms;"
@@ -194,6 +202,7 @@ def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> dict[str
         "delivered": n, "delivered_rate": n / span, "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
         "max": latencies[-1] * 1000, "missing": missing, "duplicates": duplicates,
         "latencies_ms": [x * 1000 for x in latencies],
+        "answer_p50": answer.get(0.5, 0.0), "answer_p99": answer.get(0.99, 0.0),
     }
 
 
