@@ -130,7 +130,7 @@ class Snapshot:
 
 
 MESSAGES_SQL = "SELECT transaction_id, sender_id, sur FROM messages"
-DELIVERIES_SQL = "SELECT id, queue, transaction_id, recipient_id, kind, state, body FROM deliveries ORDER BY id"
+DELIVERIES_SQL = "SELECT id, queue, transaction_id, recipient_id, kind, state, body FROM delivery_status ORDER BY id"
 
 
 def snapshot(database_url: str | None, data_dir: Path) -> Snapshot:

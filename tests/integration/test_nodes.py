@@ -256,7 +256,7 @@ def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(pg_datab
                 for later, (sent, _, _) in zip(starts, batches, strict=True):
                     assert not acked < sent or first < later, f"{recipient} got a batch before an earlier one"
             assert all(len(call.json) <= 7 for call in hook.calls)
-        attempts = sql(pg_database, "SELECT recipient_id, state, attempts, count(*) AS n FROM deliveries"
+        attempts = sql(pg_database, "SELECT recipient_id, state, attempts, count(*) AS n FROM delivery_status"
                                     " GROUP BY recipient_id, state, attempts ORDER BY recipient_id")
         assert attempts == [{"recipient_id": r, "state": "delivered", "attempts": 1, "n": len(everything)}
                             for r in sorted(RECIPIENTS)]

@@ -224,3 +224,53 @@ async def test_concurrent_claims_never_share_a_queue(store: Store) -> None:
     results = await asyncio.gather(*(store.claim(f"node-{k}", NOW, 30_000_000, 7) for k in range(6)))
     claimed = [c.queue for claims in results for c in claims]
     assert len(claimed) == len(set(claimed)) == 40
+
+
+async def _status_rows(store: Store, queue: str) -> list[tuple[object, ...]]:
+    """(transaction ID, state, attempts, done_at, last_status, last_error) from the delivery_status view."""
+    query = ("SELECT transaction_id, state, attempts, done_at, last_status, last_error FROM delivery_status"
+             f" WHERE queue = '{queue}' ORDER BY id")
+    from dip.store.postgres import PostgresStore
+    from dip.store.sqlite import SqliteStore
+
+    if isinstance(store, PostgresStore):
+        return [tuple(r) for r in await store.pool.fetch(query)]
+    assert isinstance(store, SqliteStore)
+    return [tuple(r) for r in store.conn.execute(query).fetchall()]
+
+
+async def test_a_delivered_call_moves_the_queue_watermark_instead_of_writing_each_row(store: Store) -> None:
+    from dip.store import Settlement
+
+    queue = "1400000001|IF-021"
+    await store.insert_messages([row(n) for n in range(1, 6)])
+    await store.enqueue([delivery(1), delivery(2), delivery(3)], NOW)
+    assert [c.queue for c in await store.claim("node-a", NOW, 30_000_000, 10)] == [queue]
+    one, two, three = await store.pending(queue, 10)
+    # the head failed once (retried), then a call delivered 1-3 with 3 rejected by the recipient
+    assert await store.settle(queue, "node-a", [Settlement(one.id, "pending", 503, "HTTP 503")], NOW, 1, [], NOW)
+    assert [c.queue for c in await store.claim("node-a", NOW, 30_000_000, 10)] == [queue]
+    assert [p.id for p in await store.pending(queue, 10)] == [one.id, two.id, three.id]
+    assert await store.settle(queue, "node-a", [Settlement(one.id, "delivered", 207, None),
+                                                Settlement(two.id, "delivered", 207, None),
+                                                Settlement(three.id, "rejected", 207, "bad reading")],
+                              NOW, 0, [], NOW + 7)
+    assert await store.pending(queue, 10) == []
+    assert await store.claim("node-a", NOW, 30_000_000, 10) == []  # nothing left to serve
+    # messages that arrive later are served next, and only they
+    await store.enqueue([delivery(4), delivery(5)], NOW + 8)
+    assert [c.queue for c in await store.claim("node-a", NOW + 8, 30_000_000, 10)] == [queue]
+    four, five = await store.pending(queue, 10)
+    assert (four.transaction_id, five.transaction_id) == (row(4).transaction_id, row(5).transaction_id)
+    assert await store.settle(queue, "node-a", [Settlement(four.id, "delivered", 200, "answered 200, not 201")],
+                              NOW, 0, [], NOW + 9)
+    assert [p.id for p in await store.pending(queue, 10)] == [five.id]
+    assert await _status_rows(store, queue) == [
+        (row(1).transaction_id, "delivered", 2, NOW + 7, 207, None),
+        (row(2).transaction_id, "delivered", 1, NOW + 7, 207, None),
+        (row(3).transaction_id, "rejected", 1, NOW + 7, 207, "bad reading"),
+        (row(4).transaction_id, "delivered", 1, NOW + 9, 200, "answered 200, not 201"),
+        (row(5).transaction_id, "pending", 0, None, None, None),
+    ]
+    states = await store.delivery_states([row(n).transaction_id for n in range(1, 6)])
+    assert [s[4] for s in states] == ["delivered", "delivered", "rejected", "delivered", "pending"]

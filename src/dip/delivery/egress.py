@@ -65,18 +65,22 @@ def egress_payload(p: Publication, masked: Sequence[str], ticket_url: str | None
     return mask(payload, masked) if masked else payload
 
 
-_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_shallow = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encode = msgspec.json.Encoder()
 
 
 def _egress_object(p: Publication, masked: Sequence[str], ticket_url: str | None) -> dict[str, Any]:
-    """``egress_payload``, for encoding. Without masking only the common block is decoded and
-    the rest (the custom block, most of a message) is copied as it is stored: ten times faster."""
+    """``egress_payload``, for encoding. Without masking only A0 is decoded: the custom block
+    (most of a message) and the rest of the common block are copied as stored (``msgspec.Raw``)."""
     if masked:
         return egress_payload(p, masked, ticket_url)
-    top: dict[str, Any] = dict(_top_level.decode(p.payload))
+    top: dict[str, Any] = dict(_shallow.decode(p.payload))
     common = top.get("CommonBlock")
-    top["CommonBlock"] = _augment(msgspec.json.decode(common) if common is not None else {}, p, ticket_url)
+    block: dict[str, Any] = dict(_shallow.decode(common)) if common is not None else {}
+    a0 = block.get("A0")
+    if a0 is not None:
+        block["A0"] = msgspec.json.decode(a0)
+    top["CommonBlock"] = _augment(block, p, ticket_url)
     return top
 
 
@@ -86,7 +90,14 @@ def egress_element(p: Publication, masked: Sequence[str], ticket_url: str | None
 
 
 def egress_array(elements: Sequence[bytes]) -> bytes:
-    return b"[" + b",".join(elements) + b"]"
+    """``[e1,e2,...]`` in one copy (a call is tens of megabytes)."""
+    if not elements:
+        return b"[]"
+    parts = [b"["]
+    for element in elements:
+        parts += (element, b",")
+    parts[-1] = b"]"
+    return b"".join(parts)
 
 
 def egress_body(items: Sequence[tuple[Publication, Sequence[str], str | None]]) -> bytes:

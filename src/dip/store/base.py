@@ -76,13 +76,32 @@ class Settlement(NamedTuple):
     error: str | None
 
 
-def by_outcome(settlements: Sequence[Settlement]) -> dict[tuple[str, int | None, str | None], list[int]]:
-    """Delivery IDs by outcome, so a call's settlements take one UPDATE per distinct outcome
-    (usually one: the whole batch delivered)."""
-    groups: dict[tuple[str, int | None, str | None], list[int]] = {}
+class DeliveredRun(NamedTuple):
+    """Deliveries one call delivered: a contiguous run of its queue, ``first_id`` to ``last_id``."""
+
+    first_id: int
+    last_id: int
+    messages: int
+    status: int | None
+    note: str | None  # e.g. "answered 200, not 201"
+
+
+Outcomes = dict[tuple[str, int | None, str | None], list[int]]
+
+
+def by_outcome(settlements: Sequence[Settlement]) -> tuple[Outcomes, list[DeliveredRun]]:
+    """A call's settlements as the store writes them: delivery IDs by outcome, so the rows that
+    must be written take one UPDATE per distinct outcome; and the delivered ones as runs, which
+    move the queue's ``delivered_through`` watermark instead of writing each row.
+
+    A queue is served strictly in order, so what one call delivered is a contiguous run of the
+    queue's pending rows (rejected and dead-lettered rows inside it are written explicitly)."""
+    groups: Outcomes = {}
     for st in settlements:
         groups.setdefault((st.state, st.status, st.error), []).append(st.id)
-    return groups
+    runs = [DeliveredRun(min(ids), max(ids), len(ids), status, error)
+            for (state, status, error), ids in groups.items() if state == "delivered"]
+    return {k: v for k, v in groups.items() if k[0] != "delivered"}, runs
 
 
 @dataclass(frozen=True, slots=True)

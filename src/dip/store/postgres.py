@@ -417,7 +417,8 @@ class PostgresStore:
         rows = await self.pool.fetch(
             "UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN ("
             " SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)"
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending')"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'"
+            " AND d.id > queues.delivered_through)"
             " ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " RETURNING queue, recipient_id, interface_id, retries",
             owner, now + lease, now, limit,
@@ -427,7 +428,8 @@ class PostgresStore:
     @_translated
     async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
-            f"{_PENDING} WHERE d.queue = $1 AND d.state = 'pending' ORDER BY d.id LIMIT $2", queue, limit)
+            f"{_PENDING} WHERE d.queue = $1 AND d.state = 'pending'"
+            " AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1) ORDER BY d.id LIMIT $2", queue, limit)
         return [PendingDelivery._make((*r[:7], None if r[7] is None else bytes(r[7]),
                                        None if r[8] is None else bytes(r[8]), *r[9:])) for r in rows]
 
@@ -438,16 +440,23 @@ class PostgresStore:
             holder = await conn.fetchval("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE", queue)
             if holder != owner:
                 return False
-            for (state, status, error), ids in by_outcome(settlements).items():
+            written, runs = by_outcome(settlements)
+            for (state, status, error), ids in written.items():
                 await conn.execute(
                     "UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3,"
                     " done_at = $4 WHERE id = ANY($5::bigint[])",
                     state, status, error, None if state == "pending" else now, ids,
                 )
+            if runs:
+                await conn.executemany(
+                    "INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now) for r in runs],
+                )
             await conn.execute(
-                "UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL"
-                " WHERE queue = $3",
-                next_attempt_at, retries, queue,
+                "UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL,"
+                " delivered_through = greatest(delivered_through, $3) WHERE queue = $4",
+                next_attempt_at, retries, max((r.last_id for r in runs), default=0), queue,
             )
             if relay:
                 await self._enqueue(conn, relay, now)
@@ -463,7 +472,7 @@ class PostgresStore:
     @_translated
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         rows = await self.pool.fetch(
-            "SELECT transaction_id, recipient_id, role, kind, state FROM deliveries"
+            "SELECT transaction_id, recipient_id, role, kind, state FROM delivery_status"
             " WHERE transaction_id = ANY($1::text[]) ORDER BY id", transaction_ids)
         return [tuple(r) for r in rows]  # type: ignore[misc]
 

@@ -455,7 +455,8 @@ class SqliteStore:
             return [Claim._make(r) for r in c.execute(
                 "UPDATE queues SET lease_owner = ?, lease_until = ? WHERE queue IN ("
                 " SELECT queue FROM queues WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending')"
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'"
+                " AND d.id > queues.delivered_through)"
                 " ORDER BY next_attempt_at LIMIT ?) RETURNING queue, recipient_id, interface_id, retries",
                 (owner, now + lease, now, now, limit),
             ).fetchall()]
@@ -465,7 +466,9 @@ class SqliteStore:
     async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
         def q() -> list[PendingDelivery]:
             return [PendingDelivery._make(r) for r in self.conn.execute(
-                f"{_PENDING} WHERE d.queue = ? AND d.state = 'pending' ORDER BY d.id LIMIT ?", (queue, limit))]
+                f"{_PENDING} WHERE d.queue = ? AND d.state = 'pending'"
+                " AND d.id > (SELECT delivered_through FROM queues WHERE queue = ?) ORDER BY d.id LIMIT ?",
+                (queue, queue, limit))]
 
         return await self._run(q)
 
@@ -475,7 +478,8 @@ class SqliteStore:
             holder = c.execute("SELECT lease_owner FROM queues WHERE queue = ?", (queue,)).fetchone()
             if holder is None or holder[0] != owner:
                 return False
-            for (state, status, error), ids in by_outcome(settlements).items():
+            written, runs = by_outcome(settlements)
+            for (state, status, error), ids in written.items():
                 for start in range(0, len(ids), 900):
                     chunk = ids[start:start + 900]
                     c.execute(
@@ -483,10 +487,15 @@ class SqliteStore:
                         f" done_at = ? WHERE id IN ({','.join('?' * len(chunk))})",
                         (state, status, error, None if state == "pending" else now, *chunk),
                     )
+            c.executemany(
+                "INSERT OR IGNORE INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now) for r in runs],
+            )
             c.execute(
-                "UPDATE queues SET next_attempt_at = ?, retries = ?, lease_owner = NULL, lease_until = NULL"
-                " WHERE queue = ?",
-                (next_attempt_at, retries, queue),
+                "UPDATE queues SET next_attempt_at = ?, retries = ?, lease_owner = NULL, lease_until = NULL,"
+                " delivered_through = max(delivered_through, ?) WHERE queue = ?",
+                (next_attempt_at, retries, max((r.last_id for r in runs), default=0), queue),
             )
             if relay:
                 self._enqueue(c, relay, now)
@@ -514,7 +523,7 @@ class SqliteStore:
             for start in range(0, len(transaction_ids), 900):
                 chunk = transaction_ids[start:start + 900]
                 found.extend(self.conn.execute(
-                    "SELECT transaction_id, recipient_id, role, kind, state FROM deliveries"
+                    "SELECT transaction_id, recipient_id, role, kind, state FROM delivery_status"
                     f" WHERE transaction_id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk))
             return found
 
