@@ -107,9 +107,9 @@ def _family(pid: int) -> list[int]:
     return [pid, *children]
 
 
-def server_memory_mb(url: str) -> tuple[float, float]:
-    """(current RSS, peak RSS) in MB of the DIP server behind ``url``, its worker processes included."""
-    family = _family(SERVER_PIDS[url])
+def server_memory_mb(*urls: str) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB of the DIP servers behind ``urls``, their worker processes included."""
+    family = [pid for url in urls for pid in _family(SERVER_PIDS[url])]
     return (sum(_status_kb(p, "VmRSS") for p in family) / 1024, sum(_status_kb(p, "VmHWM") for p in family) / 1024)
 
 

@@ -11,7 +11,11 @@ of their own (bench/receiver.py). Two phases per store:
   senders as fast as the DIP takes them; throughput = messages delivered to both recipients per
   second from the first send to the last receipt.
 
-    .venv/bin/python -m bench.e2e [--stores sqlite,postgres] [--rate 2000] [--seconds 20]
+    .venv/bin/python -m bench.e2e [--stores sqlite,postgres,postgres-2] [--rate 2000] [--seconds 20]
+
+``postgres-2`` runs the DIP as two nodes on one PostgreSQL database, on the same machine: an API
+node (``dip serve --no-delivery``), which the senders call, and a delivery node (``dip serve``
+with no validation workers), which serves the webhooks (docs/operations.md, "Several nodes").
 
 Messages are the official IF-021 layout of one settlement day (48 periods, ~4.5 KB), heavier
 than the ~2.6 KB the targets assume.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import statistics
 import subprocess
@@ -208,11 +213,17 @@ def report(phase: Phase, results: dict[str, dict[str, list[float]]]) -> dict[str
 
 def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
     """Both phases (or the soak) on one store; returns each phase's figures."""
-    database_url = asyncio.run(fresh_database("dip_bench_e2e")) if store == "postgres" else None
+    database_url = asyncio.run(fresh_database("dip_bench_e2e")) if store.startswith("postgres") else None
     receivers = Receivers()
     figures: list[dict[str, object]] = []
     try:
-        with dip_server(database_url) as url:
+        with contextlib.ExitStack() as nodes:
+            if store == "postgres-2":  # senders call the API node; the delivery node calls the webhooks
+                url = nodes.enter_context(dip_server(database_url, ["--no-delivery"]))
+                urls = [url, nodes.enter_context(dip_server(database_url, ["--validation-workers", "0"]))]
+            else:
+                url = nodes.enter_context(dip_server(database_url))
+                urls = [url]
             with admin(url) as operator:
                 sds = operator.onboard(SENDER, ["SDS"])
                 mds = operator.onboard(DEMO_MDS, ["MDS"])
@@ -236,16 +247,16 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
                 phases.append((Phase("saturation"), saturation, None, 2))
             delivered = 0
             for phase, bodies, interval, senders in phases:
-                sampler = MemorySampler(url, 10.0 if args.soak else 1.0)
+                sampler = MemorySampler(urls, 10.0 if args.soak else 1.0)
                 with sampler:
                     send_all(url, sds, bodies, phase, interval, senders, resign=bool(args.soak))
                     delivered += len(phase.sent_at)
                     if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
                         print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
                 result = report(phase, receivers.results())
-                result.update(store=store, size=size, memory=sampler.samples, peak_mb=server_memory_mb(url)[1])
-                print(f"      server memory (RSS, with its worker processes): peak {result['peak_mb']:,.0f} MB;"
-                      f" {sampler.describe()}")
+                result.update(store=store, size=size, memory=sampler.samples, peak_mb=server_memory_mb(*urls)[1])
+                print(f"      server memory (RSS of every node, with its worker processes): peak "
+                      f"{result['peak_mb']:,.0f} MB; {sampler.describe()}")
                 figures.append(result)
     finally:
         receivers.close()
@@ -253,10 +264,10 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
 
 
 class MemorySampler:
-    """Samples the server's resident memory every ``every`` seconds while the phase runs."""
+    """Samples the servers' resident memory every ``every`` seconds while the phase runs."""
 
-    def __init__(self, url: str, every: float) -> None:
-        self.url, self.every = url, every
+    def __init__(self, urls: list[str], every: float) -> None:
+        self.urls, self.every = urls, every
         self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -264,7 +275,7 @@ class MemorySampler:
     def _run(self) -> None:
         started = time.monotonic()
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - started, server_memory_mb(self.url)[0]))
+            self.samples.append((time.monotonic() - started, server_memory_mb(*self.urls)[0]))
             self._stop.wait(self.every)
 
     def __enter__(self) -> MemorySampler:
@@ -287,7 +298,8 @@ class MemorySampler:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--stores", default="sqlite,postgres,postgres-2",
+                        help="postgres-2: an API node and a delivery node on one database")
     parser.add_argument("--rate", type=int, default=2000, help="offered load, messages/s")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")

@@ -81,9 +81,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from dip import allocator
     from dip.api import create_app
     from dip.service import DipService
 
+    allocator.tune()
     settings = settings_from(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base_url = f"http://{settings.host}:{settings.port}"

@@ -27,7 +27,7 @@ import jsonschema_rs
 import msgspec
 import orjson
 
-from dip import ids, registry_updates
+from dip import allocator, ids, registry_updates
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
 from dip.registry_updates import Change
@@ -391,7 +391,8 @@ class SchemaChecker:
 
     def start(self) -> None:
         if self.workers > 1 and self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=allocator.tune)
 
     def close(self) -> None:
         if self._pool is not None:
