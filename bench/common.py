@@ -107,6 +107,14 @@ def _family(pid: int) -> list[int]:
     return [pid, *children]
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (user, system, interrupts) since boot, in seconds."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def server_memory_mb(*urls: str) -> tuple[float, float]:
     """(current RSS, peak RSS) in MB of the DIP servers behind ``urls``, their worker processes included."""
     family = [pid for url in urls for pid in _family(SERVER_PIDS[url])]

@@ -39,7 +39,16 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 
-from bench.common import DEMO_SUPPLIER, admin, appoint, dip_server, fresh_database, machine, server_memory_mb
+from bench.common import (
+    DEMO_SUPPLIER,
+    admin,
+    appoint,
+    dip_server,
+    fresh_database,
+    machine,
+    machine_cpu_seconds,
+    server_memory_mb,
+)
 from dip.client import DipClient, Identity
 from dip.samples import sample_mpans, sample_payloads
 from dip.testing import free_port
@@ -249,11 +258,16 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
             for phase, bodies, interval, senders in phases:
                 sampler = MemorySampler(urls, 10.0 if args.soak else 1.0)
                 with sampler:
+                    cpu = machine_cpu_seconds()
                     send_all(url, sds, bodies, phase, interval, senders, resign=bool(args.soak))
                     delivered += len(phase.sent_at)
                     if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
                         print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
+                    cpu = machine_cpu_seconds() - cpu
                 result = report(phase, receivers.results())
+                if phase.sent_at:  # senders, DIP, PostgreSQL and receivers: everything on the machine
+                    result["cpu_us"] = cpu / len(phase.sent_at) * 1e6
+                    print(f"      machine CPU: {cpu:.1f} s busy in all, {result['cpu_us']:.0f} µs per message")
                 result.update(store=store, size=size, memory=sampler.samples, peak_mb=server_memory_mb(*urls)[1])
                 print(f"      server memory (RSS of every node, with its worker processes): peak "
                       f"{result['peak_mb']:,.0f} MB; {sampler.describe()}")

@@ -6,6 +6,7 @@ node agrees within a poll interval. Lookups on the request path are dictionary r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -75,7 +76,17 @@ class Directory:
 
     def holders(self, role: str) -> list[Participant]:
         """On-boarded participants holding ``role``, by ID."""
-        return sorted((p for p in self.participants.values() if p.active and role in p.roles), key=lambda p: p.id)
+        return list(self._holders.get(role, ()))
+
+    @functools.cached_property
+    def _holders(self) -> dict[str, tuple[Participant, ...]]:
+        """Role -> active holders by ID, built once per snapshot (routing asks for every message)."""
+        by_role: dict[str, list[Participant]] = {}
+        for p in sorted(self.participants.values(), key=lambda p: p.id):
+            if p.active:
+                for role in p.roles:
+                    by_role.setdefault(role, []).append(p)
+        return {role: tuple(found) for role, found in by_role.items()}
 
     def represented_by(self, dcp_id: str) -> dict[str, frozenset[str]]:
         """Participants ``dcp_id`` acts for, with the roles."""

@@ -417,8 +417,10 @@ class PostgresStore:
         rows = await self.pool.fetch(
             "UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN ("
             " SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)"
-            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'"
-            " AND d.id > queues.delivered_through)"
+            # a scalar subquery, not EXISTS: EXISTS may be planned as a join that reads every
+            # delivery of the queue; this probes the (queue, id) index once per due queue
+            " AND (SELECT d.id FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'"
+            " AND d.id > queues.delivered_through ORDER BY d.id LIMIT 1) IS NOT NULL"
             " ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " RETURNING queue, recipient_id, interface_id, retries",
             owner, now + lease, now, limit,
