@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,32 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
                 log.close()
 
 
+@contextmanager
+def delivery_node(database_url: str) -> Iterator[str]:
+    """Run `dip serve --no-api` (a delivery node) on ``database_url``; yield a name for it in SERVER_PIDS."""
+    args = [sys.executable, "-m", "dip.cli", "serve", "--no-api", "--database-url", database_url,
+            "--log-level", "warning", *os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    name = f"delivery-node-{proc.pid}"
+    SERVER_PIDS[name] = proc.pid
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first line says it is ready, or why it stopped
+        if "ready" not in line:
+            raise RuntimeError(f"the delivery node did not start: {line}{proc.stdout.read()}")
+        out = proc.stdout
+        # keep the pipe drained (a full pipe would stall the node); what it logs goes to stderr
+        threading.Thread(target=lambda: [print(f"delivery node: {x}", end="", file=sys.stderr) for x in out],
+                         daemon=True).start()
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the `dip serve` process behind it
 
 
@@ -113,6 +140,41 @@ def machine_cpu_seconds() -> float:
         fields = [int(v) for v in f.readline().split()[1:8]]
     user, nice, system, _idle, _iowait, irq, softirq = fields
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU of one process so far (its threads included), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_by_part(parts: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the benchmark: ``parts`` names process trees (a pid
+    and its children); PostgreSQL's server processes and everything else on the machine are
+    added as "postgres" and "other"."""
+    named = {pid: name for name, roots in parts.items() for root in roots for pid in _family(root)}
+    totals = dict.fromkeys([*parts, "postgres", "other"], 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        name = named.get(pid)
+        if name is None:
+            name = "postgres" if _cmdline(pid).startswith(("postgres", "/usr/lib/postgresql")) else "other"
+        totals[name] += _cpu_seconds(pid)
+    return totals
 
 
 def server_memory_mb(*urls: str) -> tuple[float, float]:

@@ -14,8 +14,8 @@ of their own (bench/receiver.py). Two phases per store:
     .venv/bin/python -m bench.e2e [--stores sqlite,postgres,postgres-2] [--rate 2000] [--seconds 20]
 
 ``postgres-2`` runs the DIP as two nodes on one PostgreSQL database, on the same machine: an API
-node (``dip serve --no-delivery``), which the senders call, and a delivery node (``dip serve``
-with no validation workers), which serves the webhooks (docs/operations.md, "Several nodes").
+node (``dip serve --no-delivery``), which the senders call, and a delivery node (``dip serve
+--no-api``), which serves the webhooks (docs/operations.md, "Several nodes").
 
 Messages are the official IF-021 layout of one settlement day (48 periods, ~4.5 KB), heavier
 than the ~2.6 KB the targets assume.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import subprocess
@@ -41,8 +42,11 @@ import orjson
 
 from bench.common import (
     DEMO_SUPPLIER,
+    SERVER_PIDS,
     admin,
     appoint,
+    cpu_by_part,
+    delivery_node,
     dip_server,
     fresh_database,
     machine,
@@ -229,7 +233,7 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
         with contextlib.ExitStack() as nodes:
             if store == "postgres-2":  # senders call the API node; the delivery node calls the webhooks
                 url = nodes.enter_context(dip_server(database_url, ["--no-delivery"]))
-                urls = [url, nodes.enter_context(dip_server(database_url, ["--validation-workers", "0"]))]
+                urls = [url, nodes.enter_context(delivery_node(database_url))]
             else:
                 url = nodes.enter_context(dip_server(database_url))
                 urls = [url]
@@ -254,20 +258,28 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
             phases = [(Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4)]
             if saturation:
                 phases.append((Phase("saturation"), saturation, None, 2))
+            parts = {"senders": [os.getpid()], "receivers": [receivers.proc.pid]}
+            for n, node in enumerate(urls):
+                parts["DIP" if len(urls) == 1 else ("API node", "delivery node")[n]] = [SERVER_PIDS[node]]
             delivered = 0
             for phase, bodies, interval, senders in phases:
                 sampler = MemorySampler(urls, 10.0 if args.soak else 1.0)
                 with sampler:
-                    cpu = machine_cpu_seconds()
+                    cpu, by_part = machine_cpu_seconds(), cpu_by_part(parts)
                     send_all(url, sds, bodies, phase, interval, senders, resign=bool(args.soak))
                     delivered += len(phase.sent_at)
                     if not wait_delivered(receivers, {"MDS": delivered, "SUP": delivered}, timeout=300):
                         print(f"    {phase.name}: not everything was delivered within 300 s: {receivers.counts()}")
                     cpu = machine_cpu_seconds() - cpu
+                    by_part = {k: v - by_part[k] for k, v in cpu_by_part(parts).items()}
                 result = report(phase, receivers.results())
                 if phase.sent_at:  # senders, DIP, PostgreSQL and receivers: everything on the machine
                     result["cpu_us"] = cpu / len(phase.sent_at) * 1e6
                     print(f"      machine CPU: {cpu:.1f} s busy in all, {result['cpu_us']:.0f} µs per message")
+                    by_part["other"] = max(0.0, cpu - sum(v for k, v in by_part.items() if k != "other"))
+                    result["cpu_parts_us"] = {k: v / len(phase.sent_at) * 1e6 for k, v in by_part.items()}
+                    print("        per message: " + ", ".join(f"{k} {v:.0f} µs"
+                                                         for k, v in result["cpu_parts_us"].items()))
                 result.update(store=store, size=size, memory=sampler.samples, peak_mb=server_memory_mb(*urls)[1])
                 print(f"      server memory (RSS of every node, with its worker processes): peak "
                       f"{result['peak_mb']:,.0f} MB; {sampler.describe()}")

@@ -49,6 +49,9 @@ def _serve_parser(sub: Any) -> None:
                    help="messages per webhook call at most (a recipient's maxMessageCount may lower it)")
     p.add_argument("--no-delivery", action="store_true",
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
+    p.add_argument("--no-api", action="store_true",
+                   help="a delivery node: serve the webhooks of messages other nodes accept on the same "
+                        "PostgreSQL database; no HTTP API, no port")
     p.add_argument("--demo", action="store_true",
                    help="on-board demo participants and write their credentials to DATA_DIR/demo/")
     p.add_argument("--no-default-catalogue", action="store_true",
@@ -87,6 +90,8 @@ def serve(args: argparse.Namespace) -> int:
 
     allocator.tune()
     settings = settings_from(args)
+    if args.no_api:
+        return _delivery_node(settings, args.log_level)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base_url = f"http://{settings.host}:{settings.port}"
 
@@ -118,6 +123,47 @@ def serve(args: argparse.Namespace) -> int:
                             loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
                             access_log=False, timeout_graceful_shutdown=10)
     Server(config).run()
+    return 0
+
+
+def _delivery_node(settings: Settings, log_level: str) -> int:
+    """``dip serve --no-api``: the delivery worker (and the state poller that keeps its directory
+    and catalogue current) without the HTTP API, until SIGINT or SIGTERM."""
+    import asyncio
+    import dataclasses
+    import signal
+
+    from dip.service import DipService
+
+    if not (settings.database_url or "").startswith(("postgresql://", "postgres://")):
+        print("dip: --no-api needs --database-url postgresql://...: a delivery node serves the queues of "
+              "API nodes on the same database (a SQLite file has one process)", file=sys.stderr)
+        return 2
+    if not settings.deliver:
+        print("dip: --no-api with --no-delivery leaves nothing to run", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = dataclasses.replace(settings, validation_workers=0)  # it validates nothing
+
+    async def run() -> None:
+        dip = DipService(settings)
+        await dip.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"DIP delivery node ready (worker {dip.worker.owner if dip.worker else '-'})", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await dip.stop()
+
+    if sys.platform != "win32":
+        import uvloop
+
+        uvloop.run(run())
+    else:
+        asyncio.run(run())
     return 0
 
 

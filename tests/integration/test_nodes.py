@@ -63,16 +63,18 @@ def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
     return asyncio.run(run())
 
 
+def delivery_summary(url: str, transactions: Sequence[str]) -> dict[str, Counter[str]]:
+    """Per recipient, how many of ``transactions`` are in each delivery state."""
+    rows = with_store(url, Path("unused"), lambda store: store.delivery_states(list(transactions)))
+    found = {(tid, to): state for tid, to, _, kind, state in rows if kind != "status"}
+    return {r: Counter(found.get((t, r), "none") for t in transactions) for r in RECIPIENTS}
+
+
 def wait_delivered(url: str, transactions: Sequence[str], timeout: float) -> None:
     """Every one of ``transactions`` ends 'delivered' for every recipient."""
-
-    def summary() -> dict[str, Counter[str]]:
-        rows = with_store(url, Path("unused"), lambda store: store.delivery_states(list(transactions)))
-        found = {(tid, to): state for tid, to, _, kind, state in rows if kind != "status"}
-        return {r: Counter(found.get((t, r), "none") for t in transactions) for r in RECIPIENTS}
-
-    wait_until(lambda: all(s == Counter({"delivered": len(transactions)}) for s in summary().values()), timeout,
-               lambda: f"delivery states {summary()}")
+    wait_until(lambda: all(s == Counter({"delivered": len(transactions)})
+                           for s in delivery_summary(url, transactions).values()),
+               timeout, lambda: f"delivery states {delivery_summary(url, transactions)}")
 
 
 def lease_rows(url: str) -> dict[str, dict[str, Any]]:
@@ -152,8 +154,9 @@ class Process:
 
 
 @contextlib.contextmanager
-def dip_serve(tmp_path: Path, name: str, database_url: str, *options: str) -> Iterator[Process]:
-    """Start `dip serve` on ``database_url`` and wait until it says it is ready; stop it at the end."""
+def dip_serve(tmp_path: Path, name: str, database_url: str, *options: str,
+              ready: str = "DIP ready on") -> Iterator[Process]:
+    """Start `dip serve` on ``database_url`` and wait until it says it is ``ready``; stop it at the end."""
     port = free_port()
     log = tmp_path / f"{name}.log"
     args = [str(DIP_COMMAND), "serve", "--port", str(port), "--data-dir", str(tmp_path / name),
@@ -163,7 +166,7 @@ def dip_serve(tmp_path: Path, name: str, database_url: str, *options: str) -> It
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     node = Process(proc, f"http://127.0.0.1:{port}", log)
     try:
-        wait_until(lambda: "DIP ready on" in node.output() or proc.poll() is not None, 60,
+        wait_until(lambda: ready in node.output() or proc.poll() is not None, 60,
                    lambda: f"dip serve did not start:\n{node.output()}")
         assert proc.poll() is None, f"dip serve exited with {proc.returncode}:\n{node.output()}"
         yield node
@@ -379,3 +382,34 @@ def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp
             received = transactions_in(hook.calls)
             assert set(received) == set(stored)  # nothing that was not stored, everything that was
             assert set(acked) <= set(received)
+
+
+def test_an_api_node_accepts_and_a_delivery_node_without_api_delivers(pg_database: str, tmp_path: Path) -> None:
+    """`dip serve --no-delivery` plus `dip serve --no-api`: the layout docs/operations.md recommends."""
+    with contextlib.ExitStack() as stack:
+        hooks = {r: stack.enter_context(WebhookReceiver()) for r in RECIPIENTS}
+        api = stack.enter_context(dip_serve(tmp_path, "api", pg_database, "--no-delivery"))
+        with AdminClient(api.url, ADMIN_KEY) as admin:
+            cast = onboard_all(admin)
+        register_webhooks(api.url, cast, hooks, max_message_count=10)
+        waiting = send(api.url, cast["SDS"], 15)  # accepted while no node delivers
+        assert all(s == Counter({"pending": 15}) for s in delivery_summary(pg_database, waiting).values())
+
+        worker = stack.enter_context(dip_serve(tmp_path, "worker", pg_database, "--no-api",
+                                               "--delivery-poll-seconds", "5", ready="DIP delivery node ready"))
+        later = send(api.url, cast["SDS"], 15)  # the API node's NOTIFY wakes the delivery node at once
+        for recipient in RECIPIENTS:
+            calls = wait_received(hooks[recipient], waiting + later, timeout=4)
+            assert transactions_in(calls) == waiting + later  # in order, each once
+        wait_delivered(pg_database, waiting + later, timeout=10)
+        assert "http://" not in worker.output()  # it listens on no port
+
+        worker.stop()
+        assert worker.proc.returncode == 0, worker.output()
+
+
+def test_a_delivery_node_needs_postgresql(tmp_path: Path) -> None:
+    done = subprocess.run([str(DIP_COMMAND), "serve", "--no-api", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--no-api needs --database-url postgresql://" in done.stderr
