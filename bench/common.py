@@ -125,12 +125,14 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _family(pid: int) -> list[int]:
-    """The process and its children (the schema-check workers)."""
+    """The process and its children (the schema-check workers), whichever of its threads started them."""
+    children = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(c) for c in f.read().split()]
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                children += [int(c) for c in f.read().split()]
     except OSError:
-        children = []
+        pass
     return [pid, *children]
 
 

@@ -178,9 +178,9 @@ def test_escaped_pointer_tokens_address_keys_with_slash_and_tilde(pointer: str, 
 
 
 def test_parse_pointer_follows_rfc_6901() -> None:
-    assert parse_pointer("") == []
-    assert parse_pointer("/") == [""]
-    assert parse_pointer("/a~1b/~0/c") == ["a/b", "~", "c"]
+    assert parse_pointer("") == ()
+    assert parse_pointer("/") == ("",)
+    assert parse_pointer("/a~1b/~0/c") == ("a/b", "~", "c")
     with pytest.raises(ValueError, match="must start with '/'"):
         parse_pointer("a/b")
 
