@@ -18,7 +18,8 @@ node (``dip serve --no-delivery``), which the senders call, and a delivery node 
 --no-api``), which serves the webhooks (docs/operations.md, "Several nodes").
 
 Messages are the official IF-021 layout of one settlement day (48 periods, ~4.5 KB), heavier
-than the ~2.6 KB the targets assume.
+than the ~2.6 KB the targets assume; ``--periods 24`` sends messages of the targets' size (the
+same layout, half a day of periods, ~2.7 KB).
 """
 
 from __future__ import annotations
@@ -97,15 +98,16 @@ class Receivers:
         self.proc.wait(timeout=10)
 
 
-def build(client: DipClient, batches: int, size: int, first_seed: int, reuse: bool = False) -> list[bytes]:
+def build(client: DipClient, batches: int, size: int, first_seed: int, reuse: bool = False,
+          periods: int = 48) -> list[bytes]:
     """Signed-ready bodies; with ``reuse`` one set of MPANs serves every batch (the soak runs long
     and its sender references are made unique when each batch is sent)."""
     if reuse and batches:
-        payloads = sample_payloads(client, "IF-021", size, seed=first_seed)
+        payloads = sample_payloads(client, "IF-021", size, seed=first_seed, periods=periods)
         return [orjson.dumps([{"payload": p} for p in payloads])] * batches
     bodies = []
     for b in range(batches):
-        payloads = sample_payloads(client, "IF-021", size, seed=first_seed + b)
+        payloads = sample_payloads(client, "IF-021", size, seed=first_seed + b, periods=periods)
         bodies.append(orjson.dumps([{"payload": p} for p in payloads]))
     return bodies
 
@@ -248,14 +250,15 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
             fixed_batches = int(args.rate * seconds / args.batch)
             saturation_batches = 0 if args.soak else max(1, args.saturation_messages // args.saturation_batch)
             with DipClient(url, sds) as client:
-                fixed = build(client, fixed_batches, args.batch, 0, reuse=bool(args.soak))
-                saturation = build(client, saturation_batches, args.saturation_batch, 1000_000)
+                fixed = build(client, fixed_batches, args.batch, 0, reuse=bool(args.soak), periods=args.periods)
+                saturation = build(client, saturation_batches, args.saturation_batch, 1000_000,
+                                   periods=args.periods)
             mpans = [sample_mpans(args.batch, seed=b) for b in range(1 if args.soak else fixed_batches)]
             appoint(url, mpans + [sample_mpans(args.saturation_batch, seed=1000_000 + b)
                                   for b in range(saturation_batches)])
-            size = len(fixed[0]) / args.batch
+            size = len(fixed[0]) / args.batch if fixed else len(saturation[0]) / args.saturation_batch
             print(f"  {store}: {size:,.0f} bytes per message; recipients MDS (always) and SUP (by MPAN)")
-            phases = [(Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4)]
+            phases = [(Phase(f"offered {args.rate:,} msg/s"), fixed, args.batch / args.rate, 4)] if fixed else []
             if saturation:
                 phases.append((Phase("saturation"), saturation, None, 2))
             parts = {"senders": [os.getpid()], "receivers": [receivers.proc.pid]}
@@ -331,6 +334,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")
     parser.add_argument("--saturation-messages", type=int, default=100_000)
     parser.add_argument("--saturation-batch", type=int, default=10_000)
+    parser.add_argument("--periods", type=int, default=48,
+                        help="half-hourly periods per IF-021 message: 48 (a whole day, ~4.5 KB) or, for the "
+                             "issue's ~2.6 KB message, 24")
     parser.add_argument("--soak", type=float, default=0,
                         help="run only the offered load for this many seconds, sampling memory every 10 s")
     args = parser.parse_args()

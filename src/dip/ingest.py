@@ -131,14 +131,16 @@ class Judge:
         self.today = now.date().isoformat()
         self.queues: dict[str, str] = {}  # recipient -> its queue on this channel
         self.appointed: dict[str, dict[tuple[str, str], Appointment]] = {}  # this batch's registry changes
+        self.router = routing.Router(channel, directory)
+        self.days: dict[str | None, str] = {}  # routing date as sent -> the day it applies at
 
     def _route(self, h: Header, transaction_id: str,
                ) -> tuple[tuple[DeliveryRow, ...], str, str] | routing.RoutingError:
         """The message's deliveries and its A0 lists (comma-separated), or why it cannot be routed."""
-        routed = routing.route(
-            self.channel, self.directory, self.registry, (h.sender_id, h.sender_role), h.primary_recipients,
-            h.mpan, routing.routing_day(h.routing_date, self.today),
-        )
+        day = self.days.get(h.routing_date)
+        if day is None:
+            day = self.days[h.routing_date] = routing.routing_day(h.routing_date, self.today)
+        routed = self.router.route(self.registry, (h.sender_id, h.sender_role), h.primary_recipients, h.mpan, day)
         if isinstance(routed, routing.RoutingError):
             return routed
         queues, interface_id, at = self.queues, self.channel.interface_id, self.received_at

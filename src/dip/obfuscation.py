@@ -23,7 +23,6 @@ A pointer that does not resolve in a message masks nothing.
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Sequence
 from typing import Any

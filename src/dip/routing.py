@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from dip.catalogue import Channel
 from dip.codes import Code
@@ -33,15 +33,13 @@ class Lookup(Protocol):
     def lookup(self, mpan: str, role: str, day: str) -> list[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
+class Recipient(NamedTuple):
     participant_id: str
     role: str
     kind: str  # "primary" | "secondary" | "always"
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(NamedTuple):
     recipients: tuple[Recipient, ...]
     secondary_ids: tuple[str, ...]  # for A0.secondaryRecipients
     always_ids: tuple[str, ...]  # for A0.always
@@ -71,7 +69,10 @@ def route(
     primary: list[str | None] | tuple[str | None, ...],
     mpan: str | None,
     day: str,
+    always: tuple[tuple[str, str], ...] | None = None,
 ) -> Routed | RoutingError:
+    """``always``: :func:`always_recipients` of the channel and directory, when the caller
+    routes many messages at once (it depends on neither the message nor the registry)."""
     rules = channel.definition.routing
     found: dict[tuple[str, str], Recipient] = {}
 
@@ -80,7 +81,7 @@ def route(
         if key != sender and key not in found:
             found[key] = Recipient(participant_id, role, kind)
 
-    primary_roles = set(rules.primary)
+    primary_roles = set(rules.primary) if primary else set()
     for pid in (p for p in primary if p is not None):
         participant = directory.active(pid)
         if participant is None:
@@ -116,17 +117,7 @@ def route(
             )
 
     always_ids: list[str] = []
-    receiving = list(rules.primary) + list(rules.secondary) + list(rules.always.roles)
-    for role in rules.always.roles:
-        for participant in directory.holders(role):
-            add(participant.id, role, "always")
-            if participant.id not in always_ids:
-                always_ids.append(participant.id)
-    for pid in rules.always.participants:
-        participant = directory.active(pid)
-        if participant is None:
-            continue  # removed by off-boarding; nothing the sender can fix
-        role = next((r for r in receiving if r in participant.roles), min(participant.roles))
+    for pid, role in always_recipients(channel, directory) if always is None else always:
         add(pid, role, "always")
         if pid not in always_ids:
             always_ids.append(pid)
@@ -136,3 +127,59 @@ def route(
     delivered = {r.participant_id for r in recipients}
     return Routed(recipients, tuple(p for p in secondary_ids if p in delivered),
                   tuple(p for p in always_ids if p in delivered))
+
+
+def always_recipients(channel: Channel, directory: Directory) -> tuple[tuple[str, str], ...]:
+    """The (participant, role) pairs every message of the channel goes to, in order: each holder
+    of an always role, then each named participant, as the first of its roles the channel
+    delivers to (else its first role). A named participant since off-boarded is left out:
+    nothing the sender can fix."""
+    rules = channel.definition.routing
+    found = [(participant.id, role) for role in rules.always.roles for participant in directory.holders(role)]
+    receiving = list(rules.primary) + list(rules.secondary) + list(rules.always.roles)
+    for pid in rules.always.participants:
+        participant = directory.active(pid)
+        if participant is not None:
+            found.append((pid, next((r for r in receiving if r in participant.roles), min(participant.roles))))
+    return tuple(found)
+
+
+class _Resolved:
+    """A Lookup that answers with lookups already made (for one message)."""
+
+    __slots__ = ("found",)
+
+    def __init__(self, found: dict[str, list[str]]) -> None:
+        self.found = found
+
+    def lookup(self, mpan: str, role: str, day: str) -> list[str]:
+        return self.found[role]
+
+
+class Router:
+    """:func:`route` for the messages of one batch: the always recipients are worked out once,
+    and a message routed like an earlier one (same sender, primary recipients and registry
+    answers, as most of a batch of consumption data is) reuses its result. Errors are not kept:
+    their text names the message's MPAN and day."""
+
+    def __init__(self, channel: Channel, directory: Directory, max_kept: int = 10_000) -> None:
+        self.channel = channel
+        self.directory = directory
+        self.always = always_recipients(channel, directory)
+        self.secondary = tuple(channel.definition.routing.secondary)
+        self.max_kept = max_kept
+        self._kept: dict[tuple[object, ...], Routed] = {}
+
+    def route(self, registry: Lookup, sender: tuple[str, str], primary: tuple[str | None, ...],
+              mpan: str | None, day: str) -> Routed | RoutingError:
+        found = {role: registry.lookup(mpan, role, day) for role in self.secondary} if mpan else {}
+        key = (sender, primary, bool(mpan), *(tuple(pids) for pids in found.values()))
+        routed = self._kept.get(key)
+        if routed is not None:
+            return routed
+        result = route(self.channel, self.directory, _Resolved(found), sender, primary, mpan, day, self.always)
+        if isinstance(result, Routed):
+            if len(self._kept) >= self.max_kept:
+                self._kept.clear()
+            self._kept[key] = result
+        return result

@@ -37,10 +37,11 @@ def sample_appointments(mpans: list[str], holders: dict[str, str], effective_fro
     ]
 
 
-def consumption_block(data_service_id: str, day: datetime, rng: random.Random) -> dict[str, Any]:
-    """IF-021 custom block: one settlement day of 48 half-hourly periods."""
+def consumption_block(data_service_id: str, day: datetime, rng: random.Random, periods: int = 48,
+                      ) -> dict[str, Any]:
+    """IF-021 custom block: one settlement day of ``periods`` half-hourly periods (a whole day: 48)."""
     start = day.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC)
-    periods = [
+    readings = [
         {
             "sp": (start + timedelta(minutes=30 * (k + 1))).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "v": f"{rng.uniform(0, 3):.3f}",
@@ -48,7 +49,7 @@ def consumption_block(data_service_id: str, day: datetime, rng: random.Random) -
             "e": None,
             "arc": None,
         }
-        for k in range(48)
+        for k in range(periods)
     ]
     return {
         "B044": {"issuingDataServiceDIPID": data_service_id},
@@ -59,7 +60,7 @@ def consumption_block(data_service_id: str, day: datetime, rng: random.Random) -
                 {
                     "settlementDay": {"settlementDayDate": start.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
                                       "periodDuration": 30},
-                    "consumptionPeriods": periods,
+                    "consumptionPeriods": readings,
                 }
             ],
         },
@@ -98,15 +99,17 @@ def advisory_block(now: datetime) -> dict[str, Any]:
 
 
 def sample_payloads(client: DipClient, interface_id: str, count: int,
-                    on_behalf_of: tuple[str, str] | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` valid messages for a demo channel, sent as the client's participant (or on behalf of one)."""
+                    on_behalf_of: tuple[str, str] | None = None, seed: int = 0, periods: int = 48,
+                    ) -> list[dict[str, Any]]:
+    """``count`` valid messages for a demo channel, sent as the client's participant (or on behalf
+    of one); IF-021 messages carry ``periods`` half-hourly periods."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     sender = on_behalf_of[0] if on_behalf_of else client.identity.participant_id
     out = []
     for mpan in sample_mpans(count, seed):
         if interface_id == "IF-021":
-            block = consumption_block(sender, now - timedelta(days=1), rng)
+            block = consumption_block(sender, now - timedelta(days=1), rng, periods)
             out.append(client.message("IF-021", "[ActivePower]", "011", block, mpan=mpan, on_behalf_of=on_behalf_of))
         elif interface_id == "IF-005":
             out.append(client.message("IF-005", "[MeterInstall]", "011", meter_install_block(now), mpan=mpan,

@@ -18,7 +18,7 @@ from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
 from dip.directory import Directory, Participant
 from dip.registry import Appointment, Registry
-from dip.routing import Recipient, Routed, RoutingError, route, routing_day
+from dip.routing import Recipient, Routed, Router, RoutingError, always_recipients, route, routing_day
 
 MPAN = "1234567890123"
 OTHER_MPAN = "9876543210987"
@@ -417,6 +417,17 @@ def test_offboarded_always_participants_are_skipped() -> None:
     assert routed(result).always_ids == (WATCHER,)
 
 
+def test_always_recipients_worked_out_once_route_every_message_alike() -> None:
+    """A batch works out the always recipients once (Judge); every message routes as if it had not."""
+    ch = channel({"always": {"roles": ["SUP"], "participants": [GONE, WATCHER]}, "secondary": ["MDS"]})
+    registry = Registry([Appointment(MPAN, "MDS", MDS1, "2024-01-01", None)])
+    once = always_recipients(ch, directory())
+    assert (WATCHER, "MDS") in once and all(pid != GONE for pid, _ in once)
+    for sender in ((SENDER, "MSS"), (SUP1, "SUP"), (WATCHER, "MDS")):
+        assert route(ch, directory(), registry, sender, [], MPAN, DAY, once) == route(
+            ch, directory(), registry, sender, [], MPAN, DAY)
+
+
 def test_always_role_with_nobody_holding_it_routes_to_nobody() -> None:
     result = route(channel({"always": {"roles": ["NETA"]}}), directory(), NOBODY, (SENDER, "MSS"), [], None, DAY)
     assert routed(result).recipients == ()
@@ -502,3 +513,23 @@ def test_routing_invariants(named: list[str | None], sender: tuple[str, str], da
     for role in ("SUP", "MDS"):
         for p in d.holders(role):
             assert (p.id, role) == sender or (p.id, role) in {(a, b) for a, b, _ in found}
+
+
+def test_a_batch_router_routes_every_message_as_route_does() -> None:
+    """Router keeps results of messages routed alike; every answer is still route()'s, errors included."""
+    ch = channel({"primary": ["REGS", "SUP"], "secondary": ["SUP", "MDS"],
+                  "always": {"roles": ["ADS"], "participants": [WATCHER]}})
+    registry, router = history(), Router(ch, directory(), max_kept=3)
+    cases = [
+        ((SENDER, "MSS"), (), mpan, day, )
+        for mpan in (MPAN, OTHER_MPAN, "1111111111111", None)
+        for day in ("2024-03-31", "2024-04-01", "2022-01-01")
+    ] + [((SENDER, "MSS"), (REG1,), MPAN, DAY), ((SENDER, "MSS"), (GONE,), MPAN, DAY),
+         ((SUP2, "SUP"), (), MPAN, DAY), ((SENDER, "MSS"), (None, BOTH), None, DAY)]
+    for _ in range(2):  # the second time round, from what the router kept (and dropped at max_kept)
+        for sender, primary, mpan, day in cases:
+            assert router.route(registry, sender, primary, mpan, day) == route(
+                ch, directory(), registry, sender, primary, mpan, day), (sender, primary, mpan, day)
+    errors = [router.route(registry, s, p, m, d) for s, p, m, d in cases]
+    assert {e.code for e in errors if isinstance(e, RoutingError)} >= {
+        Code.SECONDARY_UNRESOLVED, Code.SECONDARY_MISSING_MPAN, Code.PRIMARY_PARTICIPANT_INVALID}
