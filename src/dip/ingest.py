@@ -253,6 +253,7 @@ class Judge:
                 payload_bytes(c, raws[c.index]),
                 a0_secondary,
                 a0_always,
+                *(c.common_span or (None, None)),
             )
             verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row, deliveries,
                                     self._appointments(h) if h.changes else ()))

@@ -63,6 +63,7 @@ class Checked(msgspec.Struct, frozen=True, array_like=True, gc=False):
     sur: str | None  # best effort, for the error response
     header: Header | None
     payload: bytes | None  # the payload's JSON when it had to be re-encoded; None: slice it from the raw item
+    common_span: tuple[int, int] | None = None  # where the CommonBlock object lies in the stored payload
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,23 @@ def check_one(index: int, raw: bytes | msgspec.Raw | memoryview, spec: CheckSpec
         len(view) == len(encoded) + _WRAPPER and view[:_PREFIX].tobytes() == b'{"payload":'
         and view[-1] == _BRACE and view[_PREFIX:-1].tobytes() == encoded
     )  # (bytes == bytes is one memcmp; memoryview == bytes compares byte by byte: 14 µs for 4.5 KB)
-    return Checked(index, None, None, header.sur, header, None if sliceable else encoded)
+    return Checked(index, None, None, header.sur, header, None if sliceable else encoded,
+                   common_span(payload, encoded))
+
+
+def common_span(payload: dict[str, Any], encoded: bytes) -> tuple[int, int] | None:
+    """Where the value of CommonBlock lies in ``encoded`` (``orjson.dumps(payload)``), so delivery
+    can add A0 and D0 without reading the rest of the message; None when it cannot be told."""
+    offset = 1  # the opening brace
+    for key, value in payload.items():
+        name = orjson.dumps(key)
+        if key == "CommonBlock":
+            start = offset + len(name) + 1
+            end = start + len(orjson.dumps(value))
+            found = encoded[start - len(name) - 1:start] == name + b":" and encoded[start:start + 1] == b"{"
+            return (start, end) if found and encoded[end - 1:end] == b"}" else None
+        offset += len(name) + 1 + len(orjson.dumps(value)) + 1  # "key":value,
+    return None
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from dip.delivery.egress import Publication, egress_body, egress_payload
+from dip.delivery.egress import Publication, egress_body, egress_element, egress_payload
+from dip.validation import common_span
 
 STORED = {
     "CommonBlock": {
@@ -65,3 +66,31 @@ def test_egress_body_is_a_message_array_in_order() -> None:
     body = orjson.loads(egress_body([(first, [], None), (second, ["/CustomBlock/B044"], None)]))
     assert [m["payload"]["CommonBlock"]["D0"]["transactionID"] for m in body] == ["T-1", "T-2"]
     assert body[1]["payload"]["CustomBlock"]["B044"] == {"issuingDataServiceDIPID": "9999999999"}
+
+
+def test_with_the_common_blocks_place_known_the_element_is_the_same_message() -> None:
+    """Delivery splices A0 and D0 into the common block and copies the rest as stored."""
+    custom_first = {"CustomBlock": STORED["CustomBlock"], "CommonBlock": STORED["CommonBlock"]}
+    for stored in (STORED, custom_first):
+        encoded = orjson.dumps(stored)
+        span = common_span(stored, encoded)
+        assert span is not None
+        spliced = egress_element(publication(payload=encoded, common_span=span), [], "https://desk/T")
+        whole = egress_element(publication(payload=encoded), [], "https://desk/T")
+        assert orjson.loads(spliced) == orjson.loads(whole) == {"payload": egress_payload(
+            publication(payload=encoded), [], "https://desk/T")}
+        assert spliced.endswith(orjson.dumps(STORED["CustomBlock"]) + b"}}") or stored is custom_first
+
+
+def test_a_wrong_common_block_place_falls_back_to_reading_the_whole_message() -> None:
+    encoded = orjson.dumps(STORED)
+    for span in ((0, 5), (20, 60), (len(encoded) - 3, len(encoded))):
+        out = orjson.loads(egress_element(publication(payload=encoded, common_span=span), [], None))
+        assert out == {"payload": egress_payload(publication(payload=encoded), [], None)}
+
+
+def test_masked_roles_get_the_masked_copy_even_with_the_place_known() -> None:
+    encoded = orjson.dumps(STORED)
+    p = publication(payload=encoded, common_span=common_span(STORED, encoded))
+    out = orjson.loads(egress_element(p, ["/CustomBlock/B044/issuingDataServiceDIPID"], None))
+    assert out["payload"]["CustomBlock"]["B044"] == {"issuingDataServiceDIPID": "9999999999"}

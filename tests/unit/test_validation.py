@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from dip.catalogue import Channel, parse_definition
 from dip.exceptions import CatalogueError
 from dip.schemas import payload_schema
-from dip.validation import Checked, canonicalize, check_chunk, payload_bytes, spec_for, split_batch
+from dip.validation import Checked, canonicalize, check_chunk, common_span, payload_bytes, spec_for, split_batch
 
 ENV = "DEV"
 SUR = "S-IF-909-0123456789-SUP-20261123-ref1"
@@ -182,6 +182,29 @@ def test_payload_bytes_of_items_split_from_a_batch_equal_the_validated_payloads(
     assert [r.index for r in results] == [0, 1, 2]
     assert [r.payload is None for r in results] == [True, False, True]
     assert [payload_bytes(r, raw) for r, raw in zip(results, raws, strict=True)] == [orjson.dumps(p) for p in payloads]
+
+
+def test_the_common_blocks_place_in_the_stored_payload_is_found_wherever_it_comes() -> None:
+    first = payload()
+    last = {"CustomBlock": first["CustomBlock"], "CommonBlock": first["CommonBlock"]}
+    for p in (first, last):
+        result = passes(item(p))
+        stored = payload_bytes(result, item(p))
+        assert result.common_span is not None
+        start, end = result.common_span
+        assert orjson.loads(stored[start:end]) == p["CommonBlock"]
+    formatted = ('{ "payload" : ' + json.dumps(first, indent=2) + " }").encode()  # stored re-encoded
+    result = passes(formatted)
+    assert result.common_span is not None
+    start, end = result.common_span
+    assert orjson.loads(payload_bytes(result, formatted)[start:end]) == first["CommonBlock"]
+
+
+def test_no_common_block_place_when_the_payload_is_not_what_was_encoded() -> None:
+    p = payload()
+    assert common_span(p, orjson.dumps(p)) is not None
+    assert common_span(p, orjson.dumps({"CustomBlock": p["CustomBlock"], "CommonBlock": p["CommonBlock"]})) is None
+    assert common_span({"CustomBlock": {}}, b'{"CustomBlock":{}}') is None
 
 
 def test_check_chunk_numbers_results_from_the_chunks_start() -> None:

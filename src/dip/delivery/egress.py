@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
@@ -21,8 +20,7 @@ from dip import ids
 from dip.obfuscation import mask
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
+class Publication(NamedTuple):
     """One stored message on its way to one recipient (participant, role)."""
 
     transaction_id: str
@@ -31,9 +29,10 @@ class Publication:
     received_at: int  # microseconds since the epoch
     correlation_id: str | None
     role: str  # the recipient's role: decides what is masked
-    secondary_ids: Sequence[str] = field(default_factory=tuple)
-    always_ids: Sequence[str] = field(default_factory=tuple)
+    secondary_ids: Sequence[str] = ()
+    always_ids: Sequence[str] = ()
     replay: bool = False
+    common_span: tuple[int, int] | None = None  # where CommonBlock lies in payload, found at ingest
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,16 +75,38 @@ def _egress_object(p: Publication, masked: Sequence[str], ticket_url: str | None
         return egress_payload(p, masked, ticket_url)
     top: dict[str, Any] = dict(_shallow.decode(p.payload))
     common = top.get("CommonBlock")
-    block: dict[str, Any] = dict(_shallow.decode(common)) if common is not None else {}
-    a0 = block.get("A0")
-    if a0 is not None:
-        block["A0"] = msgspec.json.decode(a0)
-    top["CommonBlock"] = _augment(block, p, ticket_url)
+    top["CommonBlock"] = _augmented_common(common, p, ticket_url) if common is not None else _augment({}, p, ticket_url)
     return top
 
 
+def _augmented_common(common: bytes | memoryview | msgspec.Raw, p: Publication, ticket_url: str | None,
+                      ) -> dict[str, Any]:
+    block: dict[str, Any] = dict(_shallow.decode(common))
+    a0 = block.get("A0")
+    if a0 is not None:
+        block["A0"] = msgspec.json.decode(a0)
+    return _augment(block, p, ticket_url)
+
+
+_ELEMENT_START, _ELEMENT_END = b'{"payload":', b"}"
+
+
 def egress_element(p: Publication, masked: Sequence[str], ticket_url: str | None) -> bytes:
-    """One element of a DIPMessageEgressArray, ``{"payload": ...}``, as JSON."""
+    """One element of a DIPMessageEgressArray, ``{"payload": ...}``, as JSON.
+
+    Unmasked, with the common block's place in the stored payload known (found at ingest), only
+    the common block is read: the rest of the message is copied around it as stored.
+    """
+    span = p.common_span
+    if span is not None and not masked:
+        start, end = span
+        payload = memoryview(p.payload)  # pieces joined without copies of their own
+        try:
+            common = _encode.encode(_augmented_common(payload[start:end], p, ticket_url))
+        except (msgspec.DecodeError, TypeError):
+            pass  # not the object it should be: read the whole payload below
+        else:
+            return b"".join((_ELEMENT_START, payload[:start], common, payload[end:], _ELEMENT_END))
     return _encode.encode({"payload": _egress_object(p, masked, ticket_url)})
 
 

@@ -271,7 +271,8 @@ class DeliveryWorker:
         return [
             egress_element(
                 Publication(p.transaction_id, publication_id, p.payload or b"{}", p.received_at or p.accepted_at,
-                            p.correlation_id, p.role, _ids(p.a0_secondary), _ids(p.a0_always)),
+                            p.correlation_id, p.role, _ids(p.a0_secondary), _ids(p.a0_always),
+                            common_span=_span(p.common_start, p.common_end)),
                 masks.get(p.role, ()), dip.ticket_url(p.transaction_id))
             for p in batch
         ]
@@ -332,6 +333,10 @@ def _fit(pending: Sequence[PendingDelivery], elements: Sequence[bytes], max_byte
         size += len(element) + 1
         count += 1
     return list(pending[:count]), egress_array(elements[:count])
+
+
+def _span(start: int | None, end: int | None) -> tuple[int, int] | None:
+    return (start, end) if start is not None and end is not None else None
 
 
 def _ids(joined: str | None) -> list[str]:

@@ -65,6 +65,8 @@ class PendingDelivery(NamedTuple):
     received_at: int | None
     a0_secondary: str | None  # as on MessageRow
     a0_always: str | None
+    common_start: int | None = None  # as on MessageRow
+    common_end: int | None = None
 
 
 class Settlement(NamedTuple):
@@ -139,6 +141,8 @@ class MessageRow(NamedTuple):
     payload: bytes  # the payload object as JSON
     a0_secondary: str = ""  # the secondary recipients the DIP found (A0.secondaryRecipients), comma-separated
     a0_always: str = ""  # the always recipients (A0.always), comma-separated
+    common_start: int | None = None  # the CommonBlock object is payload[common_start:common_end]
+    common_end: int | None = None
 
 
 class MessageBatch(Protocol):

@@ -35,11 +35,13 @@ from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
-    "sur", "correlation_id", "mpan", "received_at", "payload", "a0_secondary", "a0_always",
+    "sur", "correlation_id", "mpan", "received_at", "payload", "a0_secondary", "a0_always", "common_start",
+    "common_end",
 ]
 _PENDING = (
     "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
-    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always FROM deliveries d"
+    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start, m.common_end"
+    " FROM deliveries d"
     " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
 )
 _APPOINTMENT_COLUMNS = ["mpan", "role", "effective_from", "participant_id", "effective_to"]

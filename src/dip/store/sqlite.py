@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 _MESSAGE_COLUMNS = (
     "transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,"
-    " correlation_id, mpan, received_at, payload, a0_secondary, a0_always"
+    " correlation_id, mpan, received_at, payload, a0_secondary, a0_always, common_start, common_end"
 )
 
 
@@ -562,7 +562,7 @@ class _SqliteBatch:
 
     def write(self, conn: sqlite3.Connection) -> None:
         conn.executemany(
-            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * len(MessageRow._fields))})", self.rows
         )
         if self.deliveries:
             SqliteStore._enqueue(conn, self.deliveries, max(d.accepted_at for d in self.deliveries))
@@ -573,7 +573,8 @@ class _SqliteBatch:
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
 _PENDING = (
     "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
-    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always FROM deliveries d"
+    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start, m.common_end"
+    " FROM deliveries d"
     " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
 )
 _WEBHOOK_COLUMNS = "participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by"
