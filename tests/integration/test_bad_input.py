@@ -76,6 +76,14 @@ def test_admin_api_needs_the_admin_key(dip: RunningDip, admin: AdminClient) -> N
 
     assert httpx.get(dip.url + "/admin/channels").status_code == 401
     assert httpx.get(dip.url + "/admin/channels", headers={"X-API-Key": "nope"}).status_code == 401
+    # the key is checked before the body: without it, a malformed body tells the caller nothing
+    for method, path, body in (("PUT", "/admin/participants/1300000009", b"{"),
+                               ("PUT", "/admin/channels/IF-021", b"not json"),
+                               ("POST", "/admin/mpan-registry", b"\xff\xfe"),
+                               ("PUT", "/admin/participants/short", b'{"name": "x", "roles": ["SUP"]}')):
+        for headers in ({}, {"X-API-Key": "nope"}):
+            response = httpx.request(method, dip.url + path, content=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers, response.text)
 
 
 def test_certificate_registered_to_someone_else_is_refused(admin: AdminClient) -> None:

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dip import ids
-from dip.api.admin import Admin
+from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON, BodyTooLarge, read_body
 from dip.store import AppointmentRow
 
-router = APIRouter(prefix="/admin", tags=["Operator administration"])
+router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 _MPAN = re.compile(r"\d{13}")
 MAX_REGISTRY_BODY = 64 * 1024 * 1024
 
