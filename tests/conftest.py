@@ -4,6 +4,7 @@ from a migrated template), real DIP servers on real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -74,8 +75,9 @@ def _db_url(name: str) -> str:
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture
-def pg_database(pg_template: str) -> Iterator[str]:
+@contextlib.contextmanager
+def cloned_database(template: str) -> Iterator[str]:
+    """A fresh database cloned from the migrated template, dropped at the end."""
     name = f"dip_t_{uuid.uuid4().hex[:12]}"
 
     async def run(sql: str) -> None:
@@ -85,9 +87,17 @@ def pg_database(pg_template: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    yield _db_url(name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield _db_url(name)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    with cloned_database(pg_template) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -99,10 +109,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return url
 
 
+def test_settings(data_dir: Path, database_url: str | None) -> Settings:
+    """What a test's DIP runs with, unless the test says otherwise."""
+    return Settings(data_dir=data_dir, database_url=database_url, validation_workers=0, demo=True,
+                    state_poll_seconds=0.2)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, validation_workers=0, demo=True,
-                    state_poll_seconds=0.2)
+    return test_settings(tmp_path / "data", database_url)
 
 
 @pytest.fixture

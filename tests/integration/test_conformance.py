@@ -43,7 +43,7 @@ from dip.client import DipClient, Identity, Response
 from dip.openapi_import import ReferenceImportError, component_schema
 from dip.samples import sample_appointments
 from dip.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
-from tests.conftest import REFERENCE
+from tests.conftest import REFERENCE, cloned_database, test_settings
 from tests.helpers import MDS, REGS, SDS, SUP, codes, consumption, in_store, items, meter_install, onboard_all
 
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"official reference not found at {REFERENCE}")
@@ -54,9 +54,7 @@ EXAMPLES: dict[str, Any] = json.loads(
 RECIPIENT = "2300000900"
 
 
-@pytest.fixture
-def imported(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
-    """The official schemas imported; example senders and recipients on-board."""
+def _import_and_onboard(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
     lines = import_into_dip(REFERENCE, dip.url, dip.admin_key)
     assert len(lines) == 58 and all("refused" not in line and "skipped" not in line for line in lines), lines
     admin.put_participant(RECIPIENT, ["SUP", "MSS"]).raise_for_status()
@@ -68,6 +66,27 @@ def imported(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
         s1 = example["payload"]["CommonBlock"]["S1"]
         senders.setdefault(s1["senderDIPID"], set()).add(s1["senderRoleID"])
     return {pid: admin.onboard(pid, sorted(roles)) for pid, roles in senders.items()}
+
+
+@pytest.fixture
+def imported(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
+    """The official schemas imported; example senders and recipients on-board."""
+    return _import_and_onboard(dip, admin)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def examples_dip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[tuple[RunningDip, dict[str, Identity]]]:
+    """``imported``, one DIP per store for the example tests: each sends an example of its own
+    (or one that is refused), so they share it."""
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            url = stack.enter_context(cloned_database(request.getfixturevalue("pg_template")))
+        dip = stack.enter_context(RunningDip(test_settings(tmp_path_factory.mktemp("examples") / "data", url)))
+        with AdminClient(dip.url, dip.admin_key) as admin:
+            identities = _import_and_onboard(dip, admin)
+        yield dip, identities
 
 
 def _send(dip: RunningDip, identities: dict[str, Identity], example: dict[str, Any]) -> Any:
@@ -85,8 +104,8 @@ def test_import_sets_official_event_codes_and_schemas(admin: AdminClient, import
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_official_example_is_accepted(dip: RunningDip, imported: dict[str, Identity], name: str) -> None:
-    response = _send(dip, imported, EXAMPLES[name])
+def test_official_example_is_accepted(examples_dip: tuple[RunningDip, dict[str, Identity]], name: str) -> None:
+    response = _send(*examples_dip, EXAMPLES[name])
     assert response.status_code == 201, response.text
     official = jsonschema_rs.validator_for(
         component_schema(REFERENCE, "SubmitEvents-unresolved.yaml", "StandardResponse"))
@@ -103,11 +122,11 @@ def test_official_example_is_accepted(dip: RunningDip, imported: dict[str, Ident
     ],
     ids=["unknown-field", "enum-case", "missing-block"],
 )
-def test_broken_examples_are_refused_with_msg1001(dip: RunningDip, imported: dict[str, Identity],
+def test_broken_examples_are_refused_with_msg1001(examples_dip: tuple[RunningDip, dict[str, Identity]],
                                                   mutate: Any, fragment: str) -> None:
     example = copy.deepcopy(EXAMPLES["IF-021"])
     mutate(example["payload"])
-    response = _send(dip, imported, example)
+    response = _send(*examples_dip, example)
     assert response.status_code == 400
     body = response.json()
     official = jsonschema_rs.validator_for(
