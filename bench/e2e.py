@@ -46,6 +46,7 @@ from bench.common import (
     SERVER_PIDS,
     admin,
     appoint,
+    calibration,
     cpu_by_part,
     delivery_node,
     dip_server,
@@ -340,7 +341,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0,
                         help="run only the offered load for this many seconds, sampling memory every 10 s")
     args = parser.parse_args()
-    print(f"end-to-end benchmark on {machine()}")
+    print(f"end-to-end benchmark on {machine()}; {calibration()}")
     for store in args.stores.split(","):
         run(store, args)
 

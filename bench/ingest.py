@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from bench.common import admin, appoint, dip_server, fresh_database, machine, server_memory_mb
+from bench.common import admin, appoint, calibration, dip_server, fresh_database, machine, server_memory_mb
 from dip.client import DipClient
 from dip.samples import sample_mpans, sample_payloads
 
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--validation-workers", default=None)
     args = parser.parse_args()
-    print(f"ingest benchmark on {machine()}")
+    print(f"ingest benchmark on {machine()}; {calibration()}")
     for store in args.stores.split(","):
         rates, _ = run(store, args.batches, args.size, args.validation_workers)
         print(f"  {store}: median {statistics.median(rates):,.0f} msg/s, best {max(rates):,.0f} msg/s "

@@ -15,7 +15,7 @@ import statistics
 from datetime import UTC, datetime
 
 from bench import e2e, ingest
-from bench.common import ROOT, machine
+from bench.common import ROOT, calibration, machine
 
 REPORT = ROOT / "docs" / "performance.md"
 PICTURE = ROOT / "docs" / "img" / "latency-histogram.svg"
@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ as they are")
     parser.add_argument("--ingest-batches", type=int, default=3)
     args = parser.parse_args()
-    print(f"standard benchmarks on {machine()}")
+    speed = calibration()
+    print(f"standard benchmarks on {machine()}; {speed}")
     ingest_rows = []
     for store in STORES:
         rates, peak = ingest.run(store, args.ingest_batches, 50_000, None)
@@ -85,7 +86,7 @@ def main() -> None:
             f["phase"] = f"{f['phase']}, {f['size']:,.0f}-byte messages (24 periods)"
             e2e_rows.setdefault(store, []).append(f)
 
-    lines = [BEGIN, "", f"Last `make bench` run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.", "",
+    lines = [BEGIN, "", f"Last `make bench` run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {speed}.", "",
              "| benchmark | store | figure | peak server memory |", "|---|---|---|---|"]
     for store, median, best, peak in ingest_rows:
         lines.append(f"| ingest, {args.ingest_batches} × 50,000 IF-021 per call | {store} | median **{median:,.0f} "
