@@ -95,13 +95,18 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
                     raise RuntimeError(proc.stdout.read() if proc.stdout else "dip serve exited")
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
             if log is not None:
                 log.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @contextmanager
@@ -123,11 +128,7 @@ def delivery_node(database_url: str) -> Iterator[str]:
                          daemon=True).start()
         yield name
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
 
 SERVER_PIDS: dict[str, int] = {}  # URL -> pid of the `dip serve` process behind it
