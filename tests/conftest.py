@@ -15,9 +15,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from dip.client import Identity
 from dip.config import Settings
 from dip.store import Store, open_store
 from dip.testing import AdminClient, RunningDip
+from tests.helpers import onboard_all
 
 PG_URL = os.environ.get("DIP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"dip_template_{os.getpid()}"
@@ -121,6 +123,24 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return test_settings(tmp_path / "data", database_url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_dip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDip]:
+    """One DIP per store shared by a module's tests that each send messages of their own and look
+    only at the answers (refusals, mostly), instead of each starting its own."""
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            url = stack.enter_context(cloned_database(request.getfixturevalue("pg_template")))
+        yield stack.enter_context(RunningDip(test_settings(tmp_path_factory.mktemp("shared") / "data", url)))
+
+
+@pytest.fixture(scope="module")
+def shared_cast(shared_dip: RunningDip) -> dict[str, Identity]:
+    """The usual cast (tests.helpers.onboard_all) on the shared DIP."""
+    with AdminClient(shared_dip.url, shared_dip.admin_key) as admin:
+        return onboard_all(admin)
 
 
 @pytest.fixture

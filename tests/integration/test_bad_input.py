@@ -33,8 +33,10 @@ def client(dip: RunningDip, admin: AdminClient) -> DipClient:
 
 
 @pytest.mark.parametrize("body", NASTY, ids=range(len(NASTY)))
-def test_nasty_bodies_get_a_4xx_with_a_standard_response(client: DipClient, body: bytes) -> None:
-    response = client.send_raw("IF-021", body)
+def test_nasty_bodies_get_a_4xx_with_a_standard_response(shared_dip: RunningDip, shared_cast: dict[str, Identity],
+                                                         body: bytes) -> None:
+    with DipClient(shared_dip.url, shared_cast["SDS"]) as client:
+        response = client.send_raw("IF-021", body)
     assert 400 <= response.status_code < 500, response.text
     assert items(response)[0]["message"].startswith("MSG")
 

@@ -43,7 +43,7 @@ from dip.client import DipClient, Identity, Response
 from dip.openapi_import import ReferenceImportError, component_schema
 from dip.samples import sample_appointments
 from dip.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
-from tests.conftest import REFERENCE, cloned_database, test_settings
+from tests.conftest import REFERENCE
 from tests.helpers import MDS, REGS, SDS, SUP, codes, consumption, in_store, items, meter_install, onboard_all
 
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"official reference not found at {REFERENCE}")
@@ -74,19 +74,12 @@ def imported(dip: RunningDip, admin: AdminClient) -> dict[str, Identity]:
     return _import_and_onboard(dip, admin)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def examples_dip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 ) -> Iterator[tuple[RunningDip, dict[str, Identity]]]:
-    """``imported``, one DIP per store for the example tests: each sends an example of its own
-    (or one that is refused), so they share it."""
-    with contextlib.ExitStack() as stack:
-        url = None
-        if request.param == "postgres":
-            url = stack.enter_context(cloned_database(request.getfixturevalue("pg_template")))
-        dip = stack.enter_context(RunningDip(test_settings(tmp_path_factory.mktemp("examples") / "data", url)))
-        with AdminClient(dip.url, dip.admin_key) as admin:
-            identities = _import_and_onboard(dip, admin)
-        yield dip, identities
+@pytest.fixture(scope="module")
+def examples_dip(shared_dip: RunningDip) -> tuple[RunningDip, dict[str, Identity]]:
+    """``imported`` on the module's shared DIP, for the example tests: each sends an example of its
+    own (or one that is refused)."""
+    with AdminClient(shared_dip.url, shared_dip.admin_key) as admin:
+        return shared_dip, _import_and_onboard(shared_dip, admin)
 
 
 def _send(dip: RunningDip, identities: dict[str, Identity], example: dict[str, Any]) -> Any:

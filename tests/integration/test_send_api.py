@@ -6,7 +6,7 @@ import base64
 import copy
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -45,6 +45,13 @@ def cast(admin: AdminClient) -> dict[str, Identity]:
 @pytest.fixture
 def sds(dip: RunningDip, cast: dict[str, Identity]) -> DipClient:
     return DipClient(dip.url, cast["SDS"])
+
+
+@pytest.fixture(scope="module")
+def shared_sds(shared_dip: RunningDip, shared_cast: dict[str, Identity]) -> Iterator[DipClient]:
+    """``sds`` on the module's shared DIP, for the tests of refusals (each sends messages of its own)."""
+    with DipClient(shared_dip.url, shared_cast["SDS"]) as client:
+        yield client
 
 
 def test_accepted_batch_gets_201_with_transaction_ids_and_is_stored(dip: RunningDip, sds: DipClient) -> None:
@@ -164,8 +171,9 @@ def test_concurrent_batches_with_the_same_reference_accept_it_once(dip: RunningD
     ids=["unknown-sender", "role-not-held", "bad-timestamp", "future-timestamp", "bad-correlation",
          "stray-dcp", "sur-interface", "sur-participant", "sur-role"],
 )
-def test_per_message_failures_give_207_and_keep_the_rest(sds: DipClient, mutate: Callable[[dict], None],
+def test_per_message_failures_give_207_and_keep_the_rest(shared_sds: DipClient, mutate: Callable[[dict], None],
                                                          code: str) -> None:
+    sds = shared_sds
     good, bad = consumption(sds, 2)
     mutate(bad)
     response = sds.send("IF-021", [good, bad])
@@ -281,7 +289,8 @@ class TestBatchRejectedWhole:
         ids=["env-case", "env-other-instance", "event-case", "version", "sur-format", "wrong-type",
              "missing-field", "enum-case", "huge-string", "missing-block", "unknown-block"],
     )
-    def test_schema_checks(self, sds: DipClient, mutate: Callable[[dict], None], fragment: str) -> None:
+    def test_schema_checks(self, shared_sds: DipClient, mutate: Callable[[dict], None], fragment: str) -> None:
+        sds = shared_sds
         payload = consumption(sds, 1)[0]
         mutate(payload)
         response = sds.send("IF-021", [payload])
@@ -307,7 +316,8 @@ class TestBatchRejectedWhole:
             (b'[{"payload": null}]', "array item must be an object"),
         ],
     )
-    def test_malformed_bodies(self, sds: DipClient, body: bytes, fragment: str) -> None:
+    def test_malformed_bodies(self, shared_sds: DipClient, body: bytes, fragment: str) -> None:
+        sds = shared_sds
         response = sds.send_raw("IF-021", body)
         assert response.status_code == 400
         assert set(codes(response)) == {"MSG1001"}
@@ -331,7 +341,8 @@ class TestAuthentication:
 
     @pytest.mark.parametrize("header", ["X-DIP-Signature", "X-DIP-Signature-Date", "X-DIP-Content-Hash",
                                         "X-DIP-Signature-Certificate"])
-    def test_missing_signature_header(self, sds: DipClient, header: str) -> None:
+    def test_missing_signature_header(self, shared_sds: DipClient, header: str) -> None:
+        sds = shared_sds
         body = body_of(consumption(sds, 1))
         headers = sds.signed_headers("POST", sds.base_url + "/dip-channel/IF-021", body)
         del headers[header]

@@ -91,11 +91,11 @@ def test_unsigned_registration_is_401(dip: RunningDip, cast: dict[str, Identity]
         ({"callbackURL": "http://127.0.0.1/x", "colour": "blue"}, "unknown field"),
     ],
 )
-def test_bad_configurations_are_400(dip: RunningDip, cast: dict[str, Identity], config: dict[str, object],
-                                    fragment: str) -> None:
+def test_bad_configurations_are_400(shared_dip: RunningDip, shared_cast: dict[str, Identity],
+                                    config: dict[str, object], fragment: str) -> None:
     import orjson
 
-    mds = DipClient(dip.url, cast["MDS"])
+    mds = DipClient(shared_dip.url, shared_cast["MDS"])
     response = mds.post(f"/dip-channel/IF-021/pubconfig/{MDS}", orjson.dumps(config))
     assert response.status_code == 400, response.text
     assert fragment in items(response)[0]["help"]
