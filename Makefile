@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-## The standard benchmarks (ingest and end to end, SQLite and PostgreSQL, ~10 minutes); writes docs/performance.md's report.
+## The standard benchmarks (ingest and end to end, SQLite and PostgreSQL, ~12 minutes); writes docs/performance.md's report.
 bench: $(STAMP)
 	$(BIN)/python -m bench.report
 

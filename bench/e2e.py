@@ -15,7 +15,8 @@ of their own (bench/receiver.py). Two phases per store:
 
 ``postgres-2`` runs the DIP as two nodes on one PostgreSQL database, on the same machine: an API
 node (``dip serve --no-delivery``), which the senders call, and a delivery node (``dip serve
---no-api``), which serves the webhooks (docs/operations.md, "Several nodes").
+--no-api``), which serves the webhooks (docs/operations.md, "Several nodes"). ``sqlite-2`` is the
+same two processes on one SQLite file.
 
 Messages are the official IF-021 layout of one settlement day (48 periods, ~4.5 KB), heavier
 than the ~2.6 KB the targets assume; ``--periods 24`` sends messages of the targets' size (the
@@ -32,6 +33,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -234,7 +236,9 @@ def run(store: str, args: argparse.Namespace) -> list[dict[str, object]]:
     figures: list[dict[str, object]] = []
     try:
         with contextlib.ExitStack() as nodes:
-            if store == "postgres-2":  # senders call the API node; the delivery node calls the webhooks
+            if store in ("postgres-2", "sqlite-2"):  # senders call the API node; the delivery node the webhooks
+                if store == "sqlite-2":  # both processes open one SQLite file
+                    database_url = f"sqlite:{nodes.enter_context(tempfile.TemporaryDirectory())}/dip.sqlite3"
                 url = nodes.enter_context(dip_server(database_url, ["--no-delivery"]))
                 urls = [url, nodes.enter_context(delivery_node(database_url))]
             else:
@@ -329,7 +333,8 @@ class MemorySampler:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stores", default="sqlite,postgres,postgres-2",
-                        help="postgres-2: an API node and a delivery node on one database")
+                        help="sqlite, sqlite-2, postgres, postgres-2; -2: an API node and a delivery node "
+                             "on one database")
     parser.add_argument("--rate", type=int, default=2000, help="offered load, messages/s")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch", type=int, default=100, help="messages per call at the offered load")

@@ -51,7 +51,7 @@ def _serve_parser(sub: Any) -> None:
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--no-api", action="store_true",
                    help="a delivery node: serve the webhooks of messages other nodes accept on the same "
-                        "PostgreSQL database; no HTTP API, no port")
+                        "database (PostgreSQL, or the same SQLite file on this machine); no HTTP API, no port")
     p.add_argument("--demo", action="store_true",
                    help="on-board demo participants and write their credentials to DATA_DIR/demo/")
     p.add_argument("--no-default-catalogue", action="store_true",
@@ -135,10 +135,6 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
 
     from dip.service import DipService
 
-    if not (settings.database_url or "").startswith(("postgresql://", "postgres://")):
-        print("dip: --no-api needs --database-url postgresql://...: a delivery node serves the queues of "
-              "API nodes on the same database (a SQLite file has one process)", file=sys.stderr)
-        return 2
     if not settings.deliver:
         print("dip: --no-api with --no-delivery leaves nothing to run", file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
-"""Several DIP nodes on one PostgreSQL database: they share the delivery queues through leases,
-a node killed mid-call loses nothing (another takes its queues over when the lease runs out),
-and a 201 means the messages are durable whatever happens to the node afterwards.
+"""Several DIP nodes on one database: they share the delivery queues through leases, a node
+killed mid-call loses nothing (another takes its queues over when the lease runs out), and a 201
+means the messages are durable whatever happens to the node afterwards.
 
-Multi-node is a PostgreSQL feature, so these tests use the PostgreSQL database fixture only.
+Nodes on other machines need PostgreSQL; processes on one machine may also share one SQLite file
+(an API node and a delivery node), so the sharing tests run on both (``shared_database``).
 Nodes run in-process (RunningDip) where that is enough, and as real `dip serve` processes where
 one has to be killed with SIGKILL.
 """
@@ -14,6 +15,7 @@ import contextlib
 import http.client
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import pytest
 
 from dip.client import DipClient, Identity
 from dip.config import Settings
@@ -52,11 +55,28 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str | Callab
 # -- the database, seen from outside the nodes ---------------------------------------------------
 
 
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
+@pytest.fixture(params=["postgres", "sqlite"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for several nodes: a fresh PostgreSQL database, or one SQLite file."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'shared.sqlite3'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+def sql(url: str, query: str) -> list[dict[str, Any]]:
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:"))
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute(query)]
+        finally:
+            conn.close()
+
     async def run() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(url)
         try:
-            return [dict(row) for row in await conn.fetch(query, *args)]
+            return [dict(row) for row in await conn.fetch(query)]
         finally:
             await conn.close()
 
@@ -192,12 +212,12 @@ def record_claims(node: RunningDip) -> list[str]:
 # -- the tests -----------------------------------------------------------------------------------
 
 
-def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(pg_database: str, tmp_path: Path) -> None:
+def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(shared_database: str, tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
         hooks = {r: stack.enter_context(WebhookReceiver()) for r in RECIPIENTS}
         for hook in hooks.values():
             hook.always(201, delay=0.01)  # calls take a moment, so queues are busy while more arrive
-        nodes = [stack.enter_context(RunningDip(node_settings(pg_database, tmp_path / name))) for name in "ab"]
+        nodes = [stack.enter_context(RunningDip(node_settings(shared_database, tmp_path / name))) for name in "ab"]
         claimed = [record_claims(node) for node in nodes]
         with AdminClient(nodes[0].url, nodes[0].admin_key) as admin:
             cast = onboard_all(admin)
@@ -242,7 +262,7 @@ def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(pg_datab
         assert len(set(everything)) == len(everything) == 440
         for recipient in RECIPIENTS:
             wait_received(hooks[recipient], everything, timeout=20)
-        wait_delivered(pg_database, everything, timeout=15)
+        wait_delivered(shared_database, everything, timeout=15)
 
         for recipient, hook in hooks.items():
             received = transactions_in(hook.calls)
@@ -259,23 +279,23 @@ def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(pg_datab
                 for later, (sent, _, _) in zip(starts, batches, strict=True):
                     assert not acked < sent or first < later, f"{recipient} got a batch before an earlier one"
             assert all(len(call.json) <= 7 for call in hook.calls)
-        attempts = sql(pg_database, "SELECT recipient_id, state, attempts, count(*) AS n FROM delivery_status"
+        attempts = sql(shared_database, "SELECT recipient_id, state, attempts, count(*) AS n FROM delivery_status"
                                     " GROUP BY recipient_id, state, attempts ORDER BY recipient_id")
         assert attempts == [{"recipient_id": r, "state": "delivered", "attempts": 1, "n": len(everything)}
                             for r in sorted(RECIPIENTS)]
-        assert all(row["lease_owner"] is None for row in lease_rows(pg_database).values())
+        assert all(row["lease_owner"] is None for row in lease_rows(shared_database).values())
         # both nodes' workers took part
         assert all(claimed), f"queues claimed per node: {[Counter(c) for c in claimed]}"
 
 
-def test_a_node_killed_mid_delivery_loses_nothing(pg_database: str, tmp_path: Path) -> None:
+def test_a_node_killed_mid_delivery_loses_nothing(shared_database: str, tmp_path: Path) -> None:
     timeout, lease, batch = 2.0, 3.0, 20
     with contextlib.ExitStack() as stack:
         hooks = {r: stack.enter_context(WebhookReceiver()) for r in RECIPIENTS}
         for hook in hooks.values():
             hook.respond(201, delay=timeout + 2)  # node A's call hangs; later calls are answered at once
         a = stack.enter_context(dip_serve(
-            tmp_path, "a", pg_database, "--delivery-lease-seconds", str(lease), "--webhook-timeout-seconds",
+            tmp_path, "a", shared_database, "--delivery-lease-seconds", str(lease), "--webhook-timeout-seconds",
             str(timeout), "--delivery-poll-seconds", "0.05", "--retry-initial-seconds", "0.2"))
         with AdminClient(a.url, ADMIN_KEY) as admin:
             cast = onboard_all(admin)
@@ -287,7 +307,7 @@ def test_a_node_killed_mid_delivery_loses_nothing(pg_database: str, tmp_path: Pa
             hook.wait_for(lambda calls: len(calls) == 1, timeout=10)
         killed_at = time.time()
         a.kill()
-        leases = lease_rows(pg_database)
+        leases = lease_rows(shared_database)
         for queue in QUEUES.values():
             owner, until = leases[queue]["lease_owner"], leases[queue]["lease_until"]
             assert owner is not None and f"-{a.pid}-" in owner, (queue, owner, a.pid)
@@ -295,11 +315,11 @@ def test_a_node_killed_mid_delivery_loses_nothing(pg_database: str, tmp_path: Pa
         assert "lost the lease" not in a.output()
 
         # node B starts only now, so it cannot have held a lease when A died
-        b = stack.enter_context(RunningDip(node_settings(pg_database, tmp_path / "b")))
+        b = stack.enter_context(RunningDip(node_settings(shared_database, tmp_path / "b")))
         accepted += send(b.url, cast["SDS"], 30)  # queued behind the batch A died with
         for recipient in RECIPIENTS:
             wait_received(hooks[recipient], accepted, timeout=20)
-        wait_delivered(pg_database, accepted, timeout=15)
+        wait_delivered(shared_database, accepted, timeout=15)
 
         wall_minus_monotonic = time.time() - time.monotonic()
         for recipient, hook in hooks.items():
@@ -315,7 +335,7 @@ def test_a_node_killed_mid_delivery_loses_nothing(pg_database: str, tmp_path: Pa
             assert set(received) == set(accepted)
             assert {t for t, n in received.items() if n > 1} == set(a_batch)
             assert max(received.values()) == 2
-        assert all(row["lease_owner"] is None for row in lease_rows(pg_database).values())
+        assert all(row["lease_owner"] is None for row in lease_rows(shared_database).values())
 
 
 def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp_path: Path) -> None:
@@ -384,32 +404,37 @@ def test_a_201_means_durable_even_if_the_node_dies_at_once(pg_database: str, tmp
             assert set(acked) <= set(received)
 
 
-def test_an_api_node_accepts_and_a_delivery_node_without_api_delivers(pg_database: str, tmp_path: Path) -> None:
+def test_an_api_node_accepts_and_a_delivery_node_without_api_delivers(shared_database: str, tmp_path: Path) -> None:
     """`dip serve --no-delivery` plus `dip serve --no-api`: the layout docs/operations.md recommends."""
     with contextlib.ExitStack() as stack:
         hooks = {r: stack.enter_context(WebhookReceiver()) for r in RECIPIENTS}
-        api = stack.enter_context(dip_serve(tmp_path, "api", pg_database, "--no-delivery"))
+        api = stack.enter_context(dip_serve(tmp_path, "api", shared_database, "--no-delivery"))
         with AdminClient(api.url, ADMIN_KEY) as admin:
             cast = onboard_all(admin)
         register_webhooks(api.url, cast, hooks, max_message_count=10)
         waiting = send(api.url, cast["SDS"], 15)  # accepted while no node delivers
-        assert all(s == Counter({"pending": 15}) for s in delivery_summary(pg_database, waiting).values())
+        assert all(s == Counter({"pending": 15}) for s in delivery_summary(shared_database, waiting).values())
 
-        worker = stack.enter_context(dip_serve(tmp_path, "worker", pg_database, "--no-api",
+        worker = stack.enter_context(dip_serve(tmp_path, "worker", shared_database, "--no-api",
                                                "--delivery-poll-seconds", "5", ready="DIP delivery node ready"))
-        later = send(api.url, cast["SDS"], 15)  # the API node's NOTIFY wakes the delivery node at once
         for recipient in RECIPIENTS:
-            calls = wait_received(hooks[recipient], waiting + later, timeout=4)
+            wait_received(hooks[recipient], waiting, timeout=4)  # the backlog goes at start-up
+        wait_delivered(shared_database, waiting, timeout=5)
+        # now idle until its next poll, 5 s away: only another node's commit (NOTIFY on PostgreSQL,
+        # PRAGMA data_version on SQLite) can wake it sooner
+        later = send(api.url, cast["SDS"], 15)
+        for recipient in RECIPIENTS:
+            calls = wait_received(hooks[recipient], waiting + later, timeout=2)
             assert transactions_in(calls) == waiting + later  # in order, each once
-        wait_delivered(pg_database, waiting + later, timeout=10)
+        wait_delivered(shared_database, waiting + later, timeout=10)
         assert "http://" not in worker.output()  # it listens on no port
 
         worker.stop()
         assert worker.proc.returncode == 0, worker.output()
 
 
-def test_a_delivery_node_needs_postgresql(tmp_path: Path) -> None:
-    done = subprocess.run([str(DIP_COMMAND), "serve", "--no-api", "--data-dir", str(tmp_path)],
+def test_a_delivery_node_needs_something_to_deliver(tmp_path: Path) -> None:
+    done = subprocess.run([str(DIP_COMMAND), "serve", "--no-api", "--no-delivery", "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "--no-api needs --database-url postgresql://" in done.stderr
+    assert "--no-api with --no-delivery leaves nothing to run" in done.stderr

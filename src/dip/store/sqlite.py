@@ -3,6 +3,11 @@
 SQLite allows one writer at a time, so the store owns a single connection on a single thread
 and every call is queued to it; a batch is one transaction (``BEGIN IMMEDIATE``), which is what
 makes it both durable and fast (tens of thousands of rows per commit instead of one).
+
+Several processes on one machine may open the same file (an API node and a delivery node,
+docs/operations.md): every write is a ``BEGIN IMMEDIATE`` transaction, so writers take turns
+(``busy_timeout``) and a claim or a settlement is as atomic across processes as within one.
+A process learns of another's commits from ``PRAGMA data_version`` (``listen_deliveries``).
 """
 
 from __future__ import annotations
@@ -43,8 +48,13 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite")
+        # hot reads (registry lookups, reference checks, queue heads) on a second connection, so
+        # they overlap another batch's write instead of queueing behind it (WAL: readers never wait)
+        self._reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite-read")
+        self._reader: sqlite3.Connection | None = None
         self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dip-sqlite-checkpoint")
         self._checkpointer: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._conn: sqlite3.Connection | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -57,6 +67,22 @@ class SqliteStore:
             raise UniqueViolation(str(exc)) from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite: {exc}") from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(reader connection, *args)`` on the reader thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader_executor, fn, self._reader_conn(), *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            if self._conn is None:
+                raise StoreError("store is not open")
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._reader.execute("PRAGMA busy_timeout=10000")
+        return self._reader
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -125,12 +151,21 @@ class SqliteStore:
             pass  # retried next second; a failed checkpoint loses nothing
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
         self._checkpoint_executor.shutdown(wait=True)
+        if self._reader is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reader_executor, self._reader.close)
+            self._reader = None
+        self._reader_executor.shutdown(wait=True)
         if self._conn is not None:
             await self._run(self.conn.close)
             self._conn = None
@@ -290,7 +325,8 @@ class SqliteStore:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def _existing(self, rows: list[MessageRow]) -> set[tuple[str, str]]:
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, rows: list[MessageRow]) -> set[tuple[str, str]]:
         existing: set[tuple[str, str]] = set()
         by_sender: dict[str, list[str]] = {}
         for r in rows:
@@ -300,7 +336,7 @@ class SqliteStore:
                 chunk = surs[start:start + 900]
                 marks = ",".join("?" * len(chunk))
                 existing.update(
-                    (sender_id, sur) for (sur,) in self.conn.execute(
+                    (sender_id, sur) for (sur,) in conn.execute(
                         f"SELECT sur FROM messages WHERE sender_id = ? AND sur IN ({marks})", [sender_id, *chunk]
                     )
                 )
@@ -323,7 +359,7 @@ class SqliteStore:
 
         def w(c: sqlite3.Connection) -> list[int]:
             batch = _SqliteBatch(self)
-            skipped = batch.keep(rows, deliveries, appointments, self._existing(rows))
+            skipped = batch.keep(rows, deliveries, appointments, self._existing(c, rows))
             batch.write(c)
             return skipped
 
@@ -367,18 +403,18 @@ class SqliteStore:
         return await self._run(q)
 
     async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
-        def q() -> list[AppointmentRow]:
+        def q(conn: sqlite3.Connection) -> list[AppointmentRow]:
             found: list[AppointmentRow] = []
             unique = sorted(set(mpans))
             for start in range(0, len(unique), 900):
                 chunk = unique[start:start + 900]
                 marks = ",".join("?" * len(chunk))
-                found.extend(AppointmentRow._make(r) for r in self.conn.execute(
+                found.extend(AppointmentRow._make(r) for r in conn.execute(
                     f"SELECT {_APPOINTMENT_COLUMNS} FROM mpan_appointments WHERE mpan IN ({marks})", chunk,
                 ))
             return found
 
-        return await self._run(q)
+        return await self._read(q)
 
     async def registry_version(self) -> int:
         def q() -> int:
@@ -423,8 +459,34 @@ class SqliteStore:
     # -- delivery queues ---------------------------------------------------------------------
 
     async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
-        """One process per SQLite file: the service wakes its own worker; nothing to listen to."""
-        return False
+        """Call ``wake`` soon after any commit to the file, whichever process made it.
+
+        ``PRAGMA data_version`` on a connection of its own changes whenever another connection
+        (of this process or another) has committed; it is read from the WAL index in shared
+        memory, so a look every ``_WATCH_SECONDS`` costs microseconds. A process's own ingest
+        wakes its worker directly; this is for a delivery node beside an API node.
+        """
+        self._watcher = asyncio.create_task(self._watch(wake), name="dip-sqlite-watch")
+        return True
+
+    async def _watch(self, wake: Callable[[], None]) -> None:
+        # read on the event loop (microseconds); never waits for a lock: busy means look again later
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            seen = None
+            while True:
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    version = None  # a busy moment: look again next time
+                if version is not None and version != seen:
+                    if seen is not None:
+                        wake()
+                    seen = version
+                await asyncio.sleep(_WATCH_SECONDS)
+        finally:
+            conn.close()
 
     @staticmethod
     def _enqueue(c: sqlite3.Connection, rows: Sequence[DeliveryRow], now: int) -> None:
@@ -464,13 +526,13 @@ class SqliteStore:
         return await self._run(self._write, w)
 
     async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
-        def q() -> list[PendingDelivery]:
-            return [PendingDelivery._make(r) for r in self.conn.execute(
+        def q(conn: sqlite3.Connection) -> list[PendingDelivery]:
+            return [PendingDelivery._make(r) for r in conn.execute(
                 f"{_PENDING} WHERE d.queue = ? AND d.state = 'pending'"
                 " AND d.id > (SELECT delivered_through FROM queues WHERE queue = ?) ORDER BY d.id LIMIT ?",
                 (queue, queue, limit))]
 
-        return await self._run(q)
+        return await self._read(q)
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int) -> bool:
@@ -545,7 +607,7 @@ class _SqliteBatch:
 
     async def add(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
                   appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
-        existing = await self.store._run(self.store._existing, rows) if rows else set()
+        existing = await self.store._read(self.store._existing, rows) if rows else set()
         return self.keep(rows, deliveries, appointments, existing)
 
     def keep(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]],
@@ -569,6 +631,8 @@ class _SqliteBatch:
         if self.appointments:
             SqliteStore._put_appointments(conn, self.appointments)
 
+
+_WATCH_SECONDS = 0.02  # how often a process looks for other processes' commits
 
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
 _PENDING = (
