@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -135,7 +135,7 @@ def _parse_date(value: str) -> datetime:
 def verify_request(
     headers: Mapping[str, str],
     method: str,
-    url: str,
+    url: str | Sequence[str],
     body: bytes,
     now: datetime,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
@@ -143,8 +143,9 @@ def verify_request(
 ) -> SignerCertificate:
     """Check the signature headers of a request; return the signer's certificate.
 
-    Raises SignatureError with a reason a participant can act on. Whether the certificate
-    belongs to the caller is the caller's business (see dip.api.auth).
+    ``url`` may be several spellings of the one URL the request went to (as sent, decoded): the
+    signature must verify for one of them. Raises SignatureError with a reason a participant can
+    act on. Whether the certificate belongs to the caller is the caller's business (see dip.api.auth).
     """
     values = {}
     for name in (SIGNATURE, SIGNATURE_DATE, CONTENT_HASH, SIGNATURE_CERTIFICATE):
@@ -172,20 +173,21 @@ def verify_request(
         signature = base64.b64decode(values[SIGNATURE], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(f"{SIGNATURE} is not base64") from exc
-    data = string_to_sign(method, url, values[SIGNATURE_DATE], body_hash).encode("utf-8")
     public_key = cert.public_key()
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        else:
-            raise SignatureError("certificate key type not supported (use RSA or EC)")
-    except InvalidSignature as exc:
-        raise SignatureError(
-            f"{SIGNATURE} does not verify for {method.upper()} {url.lower()} with this certificate"
-        ) from exc
-    return signer
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise SignatureError("certificate key type not supported (use RSA or EC)")
+    urls = [url] if isinstance(url, str) else list(url)
+    for candidate in urls:
+        data = string_to_sign(method, candidate, values[SIGNATURE_DATE], body_hash).encode("utf-8")
+        try:
+            if isinstance(public_key, rsa.RSAPublicKey):
+                public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return signer
+    raise SignatureError(f"{SIGNATURE} does not verify for {method.upper()} {urls[0].lower()} with this certificate")
 
 
 def generate_identity(

@@ -369,6 +369,20 @@ class TestAuthentication:
         response = sds.request("POST", "/dip-channel/IF-021", body, headers=headers, sign=False)
         assert response.status_code == 401
 
+    @pytest.mark.parametrize("signed_path", ["/dip-channel/IF%2D021", "/dip-channel/IF-021"])
+    def test_percent_encoded_path_verifies_as_sent_or_decoded(self, sds: DipClient, signed_path: str) -> None:
+        # the request line carries IF%2D021; the client signed either that or the decoded URL
+        body = body_of(consumption(sds, 1))
+        headers = sds.signed_headers("POST", sds.base_url + signed_path, body)
+        response = sds.request("POST", "/dip-channel/IF%2D021", body, headers=headers, sign=False)
+        assert response.status_code == 201, response.text
+
+    def test_percent_encoded_path_signed_for_another_channel_is_401(self, sds: DipClient) -> None:
+        body = body_of(consumption(sds, 1))
+        headers = sds.signed_headers("POST", sds.base_url + "/dip-channel/IF%2D005", body)
+        response = sds.request("POST", "/dip-channel/IF%2D021", body, headers=headers, sign=False)
+        assert response.status_code == 401 and "/dip-channel/if%2d021" in items(response)[0]["help"]
+
     def test_stale_signature_date(self, sds: DipClient) -> None:
         from dip.signing import sign_headers
 

@@ -95,6 +95,15 @@ def test_signed_request_verifies_and_names_the_signer(identity: Identity) -> Non
     assert signer.fingerprint == cert.fingerprint(hashes.SHA256()).hex()
 
 
+def test_a_signature_over_any_one_spelling_of_the_url_verifies(identity: Identity) -> None:
+    headers = _signed(identity, url=URL)
+
+    assert signing.verify_request(headers, "POST", ["https://other.example/x", URL], BODY, NOW)
+    with pytest.raises(SignatureError) as caught:
+        signing.verify_request(headers, "POST", ["https://Other.example/x", "https://third.example/y"], BODY, NOW)
+    assert "https://other.example/x" in str(caught.value)  # the error names the URL as sent
+
+
 def test_sign_headers_produce_the_four_headers_in_the_pinned_forms(ec_identity: Identity) -> None:
     _, cert_pem = ec_identity
     headers = _signed(ec_identity, at=datetime(2026, 11, 23, 10, 15, 0, 500_000, tzinfo=UTC))

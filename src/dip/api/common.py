@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dip import ids
+from dip.api.paths import SENT_PATH
 from dip.codes import Code
 from dip.exceptions import SignatureError
 from dip.ingest import Caller
@@ -61,12 +63,19 @@ def error_response(dip: DipService, status: int, code: Code, help_text: str, rec
     return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
-def signed_url(dip: DipService, request: Request) -> str:
-    """The URL the caller signed: as we received it, or under the configured public base URL."""
-    if dip.settings.public_base_url:
-        url = dip.settings.public_base_url.rstrip("/") + request.url.path
-        return url + ("?" + request.url.query if request.url.query else "")
-    return str(request.url)
+def signed_urls(dip: DipService, request: Request) -> list[str]:
+    """The URLs the caller may have signed, under the configured public base URL if any: first
+    exactly as sent (percent-encoding and all), then, if different, decoded (a client that signs
+    the URL before its HTTP library percent-encodes it)."""
+    base = (dip.settings.public_base_url.rstrip("/") if dip.settings.public_base_url
+            else f"{request.url.scheme}://{request.url.netloc}")
+    scope = request.scope
+    sent = scope.get(SENT_PATH) or scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string") or b""
+    as_sent = base + sent.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    decoded = base + urllib.parse.unquote(sent.decode("latin-1"))
+    decoded += "?" + urllib.parse.unquote(query.decode("latin-1")) if query else ""
+    return [as_sent] if decoded == as_sent else [as_sent, decoded]
 
 
 def authenticate(dip: DipService, request: Request, body: bytes, require_signature: bool = True,
@@ -83,7 +92,7 @@ def authenticate(dip: DipService, request: Request, body: bytes, require_signatu
         return Caller(principal, principal)
     now = datetime.now(UTC)
     try:
-        signer = verify_request(request.headers, request.method, signed_url(dip, request), body, now,
+        signer = verify_request(request.headers, request.method, signed_urls(dip, request), body, now,
                                 max_skew=timedelta(seconds=dip.settings.signature_max_skew_seconds),
                                 body_sha256=getattr(request.state, "body_sha256", None))
     except SignatureError as exc:

@@ -31,6 +31,9 @@ def normalise(path: str) -> str:
     return "/".join(out)
 
 
+SENT_PATH = "dip.sent_path"  # scope key: the request path exactly as sent (bytes), when rewritten
+
+
 class CaseInsensitivePaths:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,5 +42,7 @@ class CaseInsensitivePaths:
         if scope["type"] == "http":
             path = normalise(scope["path"])
             if path != scope["path"]:
-                scope = dict(scope, path=path, raw_path=path.encode("utf-8"))
+                # the path as sent stays available: a signature covers the URL the caller sent
+                sent = scope.get("raw_path") or scope["path"].encode("utf-8")
+                scope = dict(scope, path=path, raw_path=path.encode("utf-8"), **{SENT_PATH: sent})
         await self.app(scope, receive, send)
