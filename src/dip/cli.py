@@ -47,6 +47,9 @@ def _serve_parser(sub: Any) -> None:
                    help="how often a worker looks for due queues when not woken")
     p.add_argument("--delivery-max-batch", type=int, default=Settings.delivery_max_batch,
                    help="messages per webhook call at most (a recipient's maxMessageCount may lower it)")
+    p.add_argument("--delivery-cache-mb", type=int, default=Settings.delivery_cache_mb,
+                   help="MB of recently read messages a delivery node keeps, so a message routed to several "
+                        "recipients is read from the database once (0: none)")
     p.add_argument("--no-delivery", action="store_true",
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--no-api", action="store_true",
@@ -76,7 +79,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
-        delivery_max_batch=args.delivery_max_batch,
+        delivery_max_batch=args.delivery_max_batch, delivery_cache_mb=args.delivery_cache_mb,
         **timing,
     )
 

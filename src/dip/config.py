@@ -48,6 +48,7 @@ class Settings:
     registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
     delivery_lease_seconds: float | None = None  # how long a node holds a queue; None: webhook timeout + 30 s
     delivery_max_batch: int = 5_000  # messages per webhook call at most, whatever maxMessageCount allows
+    delivery_cache_mb: int = 64  # stored messages a delivery node keeps for a message's other recipients
     deliver: bool = True  # run the delivery worker in this process
     delivery_poll_seconds: float = 0.5
     demo: bool = False
@@ -73,6 +74,8 @@ class Settings:
             raise ConfigurationError("--delivery-poll-seconds must be a positive number")
         if not 1 <= self.delivery_max_batch <= 50_000:
             raise ConfigurationError("--delivery-max-batch must be between 1 and 50,000")
+        if not 0 <= self.delivery_cache_mb <= 65_536:
+            raise ConfigurationError("--delivery-cache-mb must be between 0 (no cache) and 65,536")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
         if "{transactionID}" not in self.service_ticket_url:

@@ -6,6 +6,7 @@ import asyncio
 
 from dip.config import Settings
 from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
+from dip.store.message_cache import MessageCache, StoredMessage
 
 NOW = 1_790_000_000_000_000
 
@@ -164,6 +165,22 @@ async def test_queues_serve_deliveries_in_order_with_the_stored_message(store: S
         row(1).transaction_id, row(2).transaction_id]
     # leased queues are not claimed again
     assert await store.claim("node-b", NOW, 30_000_000, 10) == []
+
+
+async def test_a_message_cache_reads_each_stored_message_once_for_all_its_queues(store: Store) -> None:
+    await store.insert_messages([row(1), row(2)])
+    await store.enqueue([delivery(1), delivery(2), delivery(1, queue="1000000001|IF-021", kind="secondary")], NOW)
+    cache = MessageCache(1024 * 1024)
+    uncached = await store.pending("1400000001|IF-021", 10)
+    first = await store.pending("1400000001|IF-021", 10, cache)
+    assert first == uncached and (cache.hits, cache.misses, len(cache)) == (0, 2, 2)
+    (other,) = await store.pending("1000000001|IF-021", 10, cache)
+    assert (cache.hits, cache.misses) == (1, 2)  # the second queue's message came from the cache
+    assert other.payload == row(1).payload and other.role == "MDS" and other.kind == "secondary"
+    # what the cache holds is what a queue gets (so the store is not read again for it)
+    cache.put(row(2).transaction_id, StoredMessage(b'{"cached": true}', None, NOW, "", "", None, None))
+    assert [p.payload for p in await store.pending("1400000001|IF-021", 10, cache)] == [
+        row(1).payload, b'{"cached": true}']
 
 
 async def test_settle_records_outcomes_relays_and_releases(store: Store) -> None:

@@ -35,3 +35,10 @@ def test_timing_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIP_RETRY_INITIAL_SECONDS", "nan")
     with pytest.raises(ConfigurationError):
         settings_from(parse())
+
+
+def test_the_delivery_cache_size_is_set_in_mb_and_zero_turns_it_off() -> None:
+    assert settings_from(parse()).delivery_cache_mb == 64
+    assert settings_from(parse("--delivery-cache-mb", "0")).delivery_cache_mb == 0
+    with pytest.raises(ConfigurationError, match="--delivery-cache-mb"):
+        settings_from(parse("--delivery-cache-mb", "-1"))

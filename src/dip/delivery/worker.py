@@ -32,6 +32,7 @@ from dip.exceptions import StoreError
 from dip.responses import item
 from dip.retry import Outcome, RetryPolicy
 from dip.store import Claim, DeliveryRow, PendingDelivery, Settlement
+from dip.store.message_cache import MessageCache
 
 if TYPE_CHECKING:
     from dip.service import DipService
@@ -97,6 +98,7 @@ class DeliveryWorker:
         self._concurrency = concurrency
         self._poll = poll_seconds
         self.max_batch = settings.delivery_max_batch
+        self.messages = MessageCache(settings.delivery_cache_mb * 1024 * 1024) if settings.delivery_cache_mb else None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -176,7 +178,7 @@ class DeliveryWorker:
             # nowhere to send yet: dead-letter what is too old and look again later; not a failed
             # attempt, so the first call after a registration is not held back by a long backoff
             # (a registration also makes the recipient's queues due at once)
-            pending = await dip.store.pending(claim.queue, 1000)
+            pending = await dip.store.pending(claim.queue, 1000, self.messages)
             settlements, relay = self._dead_letters(claim, pending, now, is_status)
             next_at = now + min(self.policy.max_delay, _NO_WEBHOOK_RECHECK)
             await self._settle(claim, settlements, _micros(next_at), claim.retries, relay)
@@ -188,7 +190,7 @@ class DeliveryWorker:
         # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
         # little and the next one starts sooner (fetch, build and settle scale with the batch)
         started = time.perf_counter()
-        pending = await dip.store.pending(claim.queue, min(hook.max_message_count, self.max_batch))
+        pending = await dip.store.pending(claim.queue, min(hook.max_message_count, self.max_batch), self.messages)
         fetched = time.perf_counter()
         settlements, relay = self._dead_letters(claim, pending, now, is_status)
         dead = {st.id for st in settlements}

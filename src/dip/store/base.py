@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from dip.store.message_cache import MessageCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +234,9 @@ class Store(Protocol):
         ``FOR UPDATE SKIP LOCKED``; SQLite has one writer.
         """
 
-    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
-        """The queue's next pending deliveries, oldest first."""
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
+        """The queue's next pending deliveries, oldest first, with their stored messages (taken
+        from ``cache`` when there, and added to it when read)."""
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int) -> bool:

@@ -31,6 +31,7 @@ from dip.store.base import (
     WebhookRow,
     by_outcome,
 )
+from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
 
 _MESSAGE_COLUMNS = [
@@ -38,12 +39,6 @@ _MESSAGE_COLUMNS = [
     "sur", "correlation_id", "mpan", "received_at", "payload", "a0_secondary", "a0_always", "common_start",
     "common_end",
 ]
-_PENDING = (
-    "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
-    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start, m.common_end"
-    " FROM deliveries d"
-    " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
-)
 _APPOINTMENT_COLUMNS = ["mpan", "role", "effective_from", "participant_id", "effective_to"]
 _MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
 _BUMP = "UPDATE meta SET value = value + 1 WHERE key = 'state_version'; SELECT pg_notify('dip_state', '')"
@@ -430,12 +425,16 @@ class PostgresStore:
         return [Claim._make(r) for r in rows]
 
     @_translated
-    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
-            f"{_PENDING} WHERE d.queue = $1 AND d.state = 'pending'"
+            f"{PENDING_SQL} WHERE d.queue = $1 AND d.state = 'pending'"
             " AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1) ORDER BY d.id LIMIT $2", queue, limit)
-        return [PendingDelivery._make((*r[:7], None if r[7] is None else bytes(r[7]),
-                                       None if r[8] is None else bytes(r[8]), *r[9:])) for r in rows]
+        return await pending_from(
+            [(*r[:7], None if r[7] is None else bytes(r[7])) for r in rows], self._stored_messages, cache)
+
+    async def _stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
+        rows = await self.pool.fetch(f"{STORED_SQL} WHERE transaction_id = ANY($1::text[])", transaction_ids)
+        return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
     @_translated
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,

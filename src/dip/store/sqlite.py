@@ -34,6 +34,7 @@ from dip.store.base import (
     WebhookRow,
     by_outcome,
 )
+from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
 
 T = TypeVar("T")
@@ -525,12 +526,24 @@ class SqliteStore:
 
         return await self._run(self._write, w)
 
-    async def pending(self, queue: str, limit: int) -> list[PendingDelivery]:
-        def q(conn: sqlite3.Connection) -> list[PendingDelivery]:
-            return [PendingDelivery._make(r) for r in conn.execute(
-                f"{_PENDING} WHERE d.queue = ? AND d.state = 'pending'"
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
+        def q(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                f"{PENDING_SQL} WHERE d.queue = ? AND d.state = 'pending'"
                 " AND d.id > (SELECT delivered_through FROM queues WHERE queue = ?) ORDER BY d.id LIMIT ?",
-                (queue, queue, limit))]
+                (queue, queue, limit)).fetchall()
+
+        return await pending_from(await self._read(q), self._stored_messages, cache)
+
+    async def _stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
+        def q(conn: sqlite3.Connection) -> dict[str, StoredMessage]:
+            found = {}
+            for start in range(0, len(transaction_ids), 900):
+                chunk = transaction_ids[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                for r in conn.execute(f"{STORED_SQL} WHERE transaction_id IN ({marks})", chunk):
+                    found[r[0]] = StoredMessage(*r[1:])
+            return found
 
         return await self._read(q)
 
@@ -635,12 +648,6 @@ class _SqliteBatch:
 _WATCH_SECONDS = 0.02  # how often a process looks for other processes' commits
 
 _APPOINTMENT_COLUMNS = "mpan, role, effective_from, participant_id, effective_to"
-_PENDING = (
-    "SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body,"
-    " m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start, m.common_end"
-    " FROM deliveries d"
-    " LEFT JOIN messages m ON m.transaction_id = d.transaction_id AND d.kind <> 'status'"
-)
 _WEBHOOK_COLUMNS = "participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by"
 
 
