@@ -183,6 +183,17 @@ async def test_a_message_cache_reads_each_stored_message_once_for_all_its_queues
         row(1).payload, b'{"cached": true}']
 
 
+async def test_queues_served_at_once_read_their_shared_messages_from_the_store_once(store: Store) -> None:
+    await store.insert_messages([row(1), row(2)])
+    await store.enqueue([delivery(1), delivery(2), delivery(1, queue="1000000001|IF-021", kind="secondary"),
+                         delivery(2, queue="1000000001|IF-021", kind="secondary")], NOW)
+    cache = MessageCache(1024 * 1024)
+    first, second = await asyncio.gather(store.pending("1400000001|IF-021", 10, cache),
+                                         store.pending("1000000001|IF-021", 10, cache))
+    assert cache.reads == 2  # whichever queue got there first read them; the other shared or hit
+    assert [p.payload for p in first] == [p.payload for p in second] == [row(1).payload, row(2).payload]
+
+
 async def test_settle_records_outcomes_relays_and_releases(store: Store) -> None:
     from dip.store import DeliveryRow, Settlement
 

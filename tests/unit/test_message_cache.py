@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dip.store.message_cache import MessageCache, StoredMessage
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from dip.store.message_cache import MessageCache, StoredMessage, pending_from
 
 
 def message(size: int) -> StoredMessage:
@@ -35,3 +40,75 @@ def test_putting_a_message_again_does_not_count_it_twice() -> None:
     cache.get("a")
     cache.get("b")
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+def rows(*tids: str) -> list[tuple[object, ...]]:
+    """Delivery rows as a store returns them (id, transaction ID, recipient, role, kind, ...)."""
+    return [(i, tid, "R", "SUP", "secondary", 0, 0, None) for i, tid in enumerate(tids)]
+
+
+class Reader:
+    """The store's read of stored messages, held at a gate so reads overlap as queues' reads do."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.gate = asyncio.Event()
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    async def __call__(self, tids: list[str]) -> dict[str, StoredMessage]:
+        self.calls.append(tids)
+        await self.gate.wait()
+        if self.fail:
+            self.fail = False
+            raise OSError("connection reset")
+        return {t: message(10) for t in tids}
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Let the other tasks run until ``condition`` holds (they need a few turns of the loop)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition did not come about")
+
+
+async def test_a_queue_needing_messages_another_queue_is_reading_waits_for_that_read() -> None:
+    cache, read = MessageCache(1_000_000), Reader()
+    first = asyncio.create_task(pending_from(rows("a", "b"), read, cache))
+    await until(lambda: read.calls)
+    second = asyncio.create_task(pending_from(rows("b", "c"), read, cache))
+    await until(lambda: len(read.calls) == 2)
+    read.gate.set()
+    one, two = await first, await second
+    assert sorted(read.calls) == [["a", "b"], ["c"]]  # b was read once, by the first queue
+    assert [p.transaction_id for p in one] == ["a", "b"] and [p.transaction_id for p in two] == ["b", "c"]
+    assert all(p.payload == b"x" * 10 for p in one + two)
+    assert (cache.reads, cache.shared) == (3, 1)
+
+
+async def test_when_the_shared_read_fails_the_waiting_queue_reads_for_itself() -> None:
+    cache, read = MessageCache(1_000_000), Reader(fail=True)
+    first = asyncio.create_task(pending_from(rows("a"), read, cache))
+    await until(lambda: read.calls)
+    second = asyncio.create_task(pending_from(rows("a"), read, cache))
+    await until(lambda: cache.misses == 2)  # the second queue is waiting on the first one's read
+    read.gate.set()
+    with pytest.raises(OSError, match="connection reset"):
+        await first
+    (got,) = await second
+    assert got.payload == b"x" * 10 and read.calls == [["a"], ["a"]] and cache.shared == 0
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_read_it_waits_for() -> None:
+    cache, read = MessageCache(1_000_000), Reader()
+    first = asyncio.create_task(pending_from(rows("a"), read, cache))
+    await until(lambda: read.calls)
+    waiter = asyncio.create_task(pending_from(rows("a"), read, cache))
+    await until(lambda: cache.misses == 2)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    read.gate.set()
+    (got,) = await first
+    assert got.payload == b"x" * 10 and cache.get("a") is not None
