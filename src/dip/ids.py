@@ -62,6 +62,11 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+def precise_timestamp(micros: int) -> str:
+    """Microseconds since the epoch as ISO 8601 UTC with microseconds (the operator's views)."""
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).isoformat(timespec="microseconds")
+
+
 def sequences(moment: datetime, count: int) -> list[str]:
     """``count`` unique hex sequence parts at once (one lock, one clock read)."""
     first = _reserve(count)

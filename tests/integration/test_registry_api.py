@@ -87,3 +87,33 @@ def test_cli_reports_a_refused_file(dip: RunningDip, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 1 and "MPANCore" in result.stderr
+
+
+def test_an_operator_reads_an_mpans_appointments_and_who_held_each_role_on_a_day(admin: AdminClient) -> None:
+    history = [
+        {"MPANCore": "1200000000009", "role": "SUP", "participantId": "1000000001",
+         "effectiveFrom": "2024-01-01", "effectiveTo": "2025-12-31"},
+        {"MPANCore": "1200000000009", "role": "SUP", "participantId": "1000000002", "effectiveFrom": "2026-01-01"},
+        {"MPANCore": "1200000000009", "role": "MDS", "participantId": "1400000001", "effectiveFrom": "2025-06-01"},
+        {"MPANCore": "1200000000010", "role": "SUP", "participantId": "1000000003", "effectiveFrom": "2024-01-01"},
+    ]
+    assert admin.http.post("/admin/mpan-registry", json={"appointments": history}).status_code == 201
+    found = admin.http.get("/admin/mpan-registry/1200000000009")
+    assert found.status_code == 200, found.text
+    assert found.json() == {"MPANCore": "1200000000009", "appointments": [
+        {"role": "MDS", "participantId": "1400000001", "effectiveFrom": "2025-06-01", "effectiveTo": None},
+        {"role": "SUP", "participantId": "1000000001", "effectiveFrom": "2024-01-01", "effectiveTo": "2025-12-31"},
+        {"role": "SUP", "participantId": "1000000002", "effectiveFrom": "2026-01-01", "effectiveTo": None},
+    ]}
+    on = admin.http.get("/admin/mpan-registry/1200000000009", params={"date": "2025-12-31"}).json()
+    assert on["date"] == "2025-12-31" and on["holders"] == {"MDS": ["1400000001"], "SUP": ["1000000001"]}
+    assert admin.http.get("/admin/mpan-registry/1200000000009", params={"date": "2025-01-01"}).json()[
+        "holders"] == {"SUP": ["1000000001"]}
+    assert admin.http.get("/admin/mpan-registry/1200000000009", params={"date": "2026-01-01"}).json()[
+        "holders"] == {"MDS": ["1400000001"], "SUP": ["1000000002"]}
+    nobody = admin.http.get("/admin/mpan-registry/1999999999999", params={"date": "2026-01-01"})
+    assert nobody.status_code == 200 and nobody.json()["appointments"] == [] and nobody.json()["holders"] == {}
+    for bad in ("/admin/mpan-registry/12", "/admin/mpan-registry/120000000000x"):
+        assert admin.http.get(bad).status_code == 400
+    refused = admin.http.get("/admin/mpan-registry/1200000000009", params={"date": "2025-02-30"})
+    assert refused.status_code == 400 and "YYYY-MM-DD" in refused.text

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dip import __version__
-from dip.api import admin, participant, registry, status, webhooks
+from dip.api import admin, monitoring, participant, registry, status, webhooks
 from dip.api.common import error_response
 from dip.api.openapi_docs import complete_responses
 from dip.api.paths import CaseInsensitivePaths
@@ -60,6 +60,7 @@ def create_app(
     app.include_router(participant.router)
     app.include_router(admin.router)
     app.include_router(registry.router)
+    app.include_router(monitoring.router)
     app.include_router(webhooks.router)
     app.include_router(status.router)
 

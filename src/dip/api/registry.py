@@ -1,19 +1,22 @@
-"""POST /admin/mpan-registry: load MPAN appointments (API contract section 2)."""
+"""The MPAN address registry for the operator: load appointments (POST /admin/mpan-registry, API
+contract section 2) and read one MPAN's (GET /admin/mpan-registry/{MPANCore})."""
 
 from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Annotated
 
 import msgspec
 import orjson
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dip import ids
 from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON, BodyTooLarge, read_body
+from dip.registry import Appointment, Registry
 from dip.store import AppointmentRow
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
@@ -98,3 +101,28 @@ async def load_registry(request: Request, dip: Admin) -> Response:
     version = await dip.load_appointments(rows) if rows else await dip.store.registry_version()
     return Response(orjson.dumps({"loaded": len(rows), "registryVersion": version}), status_code=201,
                     media_type=JSON)
+
+
+@router.get("/mpan-registry/{mpan}", response_class=Response, responses={
+    200: {"description": "the MPAN's appointments, past and present (and who held each role on `date`)",
+          "content": {JSON: {}}},
+    400: {"description": "not a 13-digit MPAN core, or not a date"},
+})
+async def read_registry(mpan: str, dip: Admin, day: Annotated[str | None, Query(
+        alias="date", description="YYYY-MM-DD: also answer who held each role on this day, as routing would")] = None,
+                        ) -> Response:
+    """Every appointment of one MPAN; with ``date``, the holders of each role on that day."""
+    if not _MPAN.fullmatch(mpan):
+        raise HTTPException(400, f"MPANCore '{mpan[:20]}' is not 13 digits")
+    if day is not None and not _day(day):
+        raise HTTPException(400, f"date '{day[:20]}' is not a date YYYY-MM-DD")
+    rows = sorted(await dip.store.appointments([mpan]), key=lambda r: (r.role, r.effective_from))
+    found: dict[str, object] = {"MPANCore": mpan, "appointments": [
+        {"role": r.role, "participantId": r.participant_id, "effectiveFrom": r.effective_from,
+         "effectiveTo": r.effective_to} for r in rows]}
+    if day is not None:
+        registry = Registry(Appointment(r.mpan, r.role, r.participant_id, r.effective_from, r.effective_to)
+                            for r in rows)
+        holders = {role: registry.lookup(mpan, role, day) for role in sorted({r.role for r in rows})}
+        found |= {"date": day, "holders": {role: ids for role, ids in holders.items() if ids}}
+    return Response(orjson.dumps(found), media_type=JSON)

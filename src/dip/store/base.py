@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
+    from dip.store.reports import DeliveryHistory, QueueState
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,12 @@ class Store(Protocol):
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         """(transaction ID, recipient, role, kind, state) of every delivery of these messages."""
+
+    async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
+        """Every delivery of the message (status messages about it to its sender included), in order."""
+
+    async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
+        """Every queue (or one recipient's) by name, with its backlog and head."""
 
     async def put_appointments(self, rows: list[AppointmentRow]) -> int:
         """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.

@@ -33,6 +33,7 @@ from dip.store.base import (
 )
 from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
+from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, queues_sql
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
@@ -478,6 +479,16 @@ class PostgresStore:
             "SELECT transaction_id, recipient_id, role, kind, state FROM delivery_status"
             " WHERE transaction_id = ANY($1::text[]) ORDER BY id", transaction_ids)
         return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    @_translated
+    async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
+        return [DeliveryHistory._make(r) for r in await self.pool.fetch(HISTORY_SQL.format("$1"), transaction_id)]
+
+    @_translated
+    async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
+        rows = await (self.pool.fetch(queues_sql("$1"), recipient_id) if recipient_id is not None
+                      else self.pool.fetch(queues_sql(None)))
+        return [QueueState._make(r) for r in rows]
 
     @_translated
     async def count_messages(self) -> int:

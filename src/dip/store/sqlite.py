@@ -36,6 +36,7 @@ from dip.store.base import (
 )
 from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
+from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, queues_sql
 
 T = TypeVar("T")
 
@@ -603,6 +604,20 @@ class SqliteStore:
             return found
 
         return await self._run(q)
+
+    async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
+        def q(conn: sqlite3.Connection) -> list[DeliveryHistory]:
+            return [DeliveryHistory._make(r) for r in conn.execute(HISTORY_SQL.format("?"), (transaction_id,))]
+
+        return await self._read(q)
+
+    async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
+        def q(conn: sqlite3.Connection) -> list[QueueState]:
+            if recipient_id is None:
+                return [QueueState._make(r) for r in conn.execute(queues_sql(None))]
+            return [QueueState._make(r) for r in conn.execute(queues_sql("?"), (recipient_id,))]
+
+        return await self._read(q)
 
     async def count_messages(self) -> int:
         def q() -> int:

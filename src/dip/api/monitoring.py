@@ -1,0 +1,75 @@
+"""The operator's views of delivery (this project's own, beside API contract section 2).
+
+``GET /admin/transactions/{transactionId}``: a message as archived and what became of it for
+each recipient (E2E 4.6 egress outcomes: delivered, rejected, failed, dead, or still pending),
+with the status messages the DIP sent its sender about it. ``GET /admin/queues``: each recipient
+webhook's backlog, the age of its oldest waiting message, and its backoff.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query
+from starlette.responses import Response
+
+from dip import ids
+from dip.api.admin import Admin, AdminRoute
+from dip.api.common import JSON
+
+router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
+
+
+def _at(micros: int | None) -> str | None:
+    return None if micros is None else ids.precise_timestamp(micros)
+
+
+@router.get("/transactions/{transaction_id}", response_class=Response, responses={
+    200: {"description": "the message and its deliveries", "content": {JSON: {}}},
+    404: {"description": "no message with this transaction ID"},
+})
+async def transaction(transaction_id: str, dip: Admin,
+                      payload: Annotated[bool, Query(description="include the payload as archived")] = False,
+                      ) -> Response:
+    """A message as the DIP accepted it and, per recipient, what became of it."""
+    row = await dip.store.get_message(transaction_id)
+    if row is None:
+        raise HTTPException(404, f"no message with transactionID '{transaction_id[:80]}'")
+    found: dict[str, Any] = {
+        "transactionID": row.transaction_id,
+        "interfaceID": row.interface_id,
+        "eventCode": row.event_code,
+        "schemaVersion": row.schema_version,
+        "senderID": row.sender_id,
+        "senderRole": row.sender_role,
+        "connectionProviderID": row.dcp_id,
+        "senderUniqueReference": row.sur,
+        "correlationID": row.correlation_id,
+        "MPANCore": row.mpan,
+        "receivedAt": _at(row.received_at),
+        "deliveries": [
+            {"recipientID": d.recipient_id, "role": d.role, "kind": d.kind, "state": d.state,
+             "attempts": d.attempts, "acceptedAt": _at(d.accepted_at), "doneAt": _at(d.done_at),
+             "lastStatus": d.last_status, "lastError": d.last_error}
+            for d in await dip.store.delivery_history(transaction_id)
+        ],
+    }
+    if payload:
+        found["payload"] = orjson.Fragment(row.payload)  # as stored: the validated JSON
+    return Response(orjson.dumps(found), media_type=JSON)
+
+
+@router.get("/queues", response_class=Response, responses={
+    200: {"description": "every recipient queue (or one recipient's)", "content": {JSON: {}}},
+})
+async def queues(dip: Admin, recipient: Annotated[str | None, Query(
+        description="only this participant's queues", max_length=20)] = None) -> Response:
+    """Each recipient webhook's queue: backlog, oldest waiting message, backoff, lease."""
+    return Response(orjson.dumps({"queues": [
+        {"queue": q.queue, "recipientID": q.recipient_id, "interfaceID": q.interface_id, "pending": q.pending,
+         "oldestPendingAcceptedAt": _at(q.head_accepted_at), "headAttempts": q.head_attempts,
+         "lastStatus": q.head_status, "lastError": q.head_error, "retries": q.retries,
+         "nextAttemptAt": _at(q.next_attempt_at), "leaseOwner": q.lease_owner, "leaseUntil": _at(q.lease_until)}
+        for q in await dip.store.queue_overview(recipient)
+    ]}), media_type=JSON)

@@ -1,0 +1,60 @@
+"""What the operator's views read, the same SQL on both stores (placeholders added by each).
+
+A delivery's state comes from the ``delivery_status`` view (a delivered row still says
+'pending' in ``deliveries``; its queue's watermark says it was delivered). A queue's backlog is
+its pending rows above the watermark, counted on the pending index.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class DeliveryHistory(NamedTuple):
+    """What became of one message (or a status message about it) for one recipient."""
+
+    recipient_id: str
+    role: str
+    kind: str  # "primary" | "secondary" | "always" | "status" (a status message to the sender)
+    state: str  # "pending" | "delivered" | "rejected" | "failed" | "dead"
+    attempts: int
+    accepted_at: int  # microseconds since the epoch
+    done_at: int | None
+    last_status: int | None
+    last_error: str | None
+
+
+class QueueState(NamedTuple):
+    """One recipient webhook's queue: its backlog, its head, its backoff and who holds it."""
+
+    queue: str
+    recipient_id: str
+    interface_id: str  # "status" for the status-message queue
+    pending: int
+    retries: int  # consecutive failed attempts of the head
+    next_attempt_at: int
+    lease_owner: str | None
+    lease_until: int | None
+    head_accepted_at: int | None  # the oldest pending delivery's acceptance (None: nothing pending)
+    head_attempts: int | None
+    head_status: int | None  # what the last attempt at the head got
+    head_error: str | None
+
+
+HISTORY_SQL = ("SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error"
+               " FROM delivery_status WHERE transaction_id = {0} ORDER BY id")
+
+_PENDING = "d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through"
+QUEUES_SQL = (
+    "SELECT o.queue, o.recipient_id, o.interface_id, o.pending, o.retries, o.next_attempt_at, o.lease_owner,"
+    " o.lease_until, h.accepted_at, h.attempts, h.last_status, h.last_error FROM ("
+    " SELECT q.queue, q.recipient_id, q.interface_id, q.retries, q.next_attempt_at, q.lease_owner, q.lease_until,"
+    f" (SELECT count(*) FROM deliveries d WHERE {_PENDING}) AS pending,"
+    f" (SELECT d.id FROM deliveries d WHERE {_PENDING} ORDER BY d.id LIMIT 1) AS head"
+    " FROM queues q{0}) o LEFT JOIN deliveries h ON h.id = o.head ORDER BY o.queue"
+)
+
+
+def queues_sql(placeholder: str | None) -> str:
+    """QUEUES_SQL for every queue, or (with the store's placeholder) for one recipient's."""
+    return QUEUES_SQL.format(f" WHERE q.recipient_id = {placeholder}" if placeholder else "")

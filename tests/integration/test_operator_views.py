@@ -1,0 +1,112 @@
+"""What an operator can see of delivery through the operator API, on SQLite and PostgreSQL:
+what became of one message for each recipient, and the state of every recipient queue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from dip.client import DipClient, Identity
+from dip.samples import mpan_core
+from dip.testing import AdminClient, RunningDip, WebhookReceiver
+from tests.helpers import MDS, SDS, SUP, consumption, items, onboard_all
+
+
+@pytest.fixture
+def fast(dip_factory: Callable[..., RunningDip]) -> RunningDip:
+    return dip_factory(retry_initial_seconds=0.2, retry_max_seconds=0.5, delivery_poll_seconds=0.05)
+
+
+@pytest.fixture
+def operator(fast: RunningDip) -> Iterator[AdminClient]:
+    with AdminClient(fast.url, fast.admin_key) as admin:
+        yield admin
+
+
+@pytest.fixture
+def cast(operator: AdminClient) -> dict[str, Identity]:
+    return onboard_all(operator)
+
+
+def send(dip: RunningDip, cast: dict[str, Identity], n: int) -> tuple[list[str], list[dict[str, Any]]]:
+    client = DipClient(dip.url, cast["SDS"])
+    messages = consumption(client, n)
+    response = client.send("IF-021", messages)
+    assert response.status_code == 201, response.text
+    return [entry["transactionID"] for entry in items(response)], messages
+
+
+def poll(fetch: Callable[[], httpx.Response], done: Callable[[Any], bool], timeout: float = 10) -> Any:
+    """The first answer (200, JSON) for which ``done`` holds, within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = fetch()
+        assert response.status_code == 200, response.text
+        if done(response.json()):
+            return response.json()
+        assert time.monotonic() < deadline, f"never came about; last answer {response.json()}"
+        time.sleep(0.05)
+
+
+def by_recipient(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["recipientID"]: d for d in found["deliveries"] if d["kind"] != "status"}
+
+
+def test_an_operator_sees_what_became_of_a_message_for_each_recipient(
+        fast: RunningDip, cast: dict[str, Identity], operator: AdminClient) -> None:
+    with WebhookReceiver() as good, WebhookReceiver(default_status=404) as gone:
+        assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", good.url).status_code == 201
+        assert DipClient(fast.url, cast["SUP"]).register_webhook("IF-021", gone.url).status_code == 201
+        (tid,), (sent,) = send(fast, cast, 1)
+        found = poll(lambda: operator.http.get(f"/admin/transactions/{tid}"),
+                     lambda body: {d["state"] for d in by_recipient(body).values()} == {"delivered", "failed"})
+    assert found["transactionID"] == tid and found["interfaceID"] == "IF-021"
+    assert (found["senderID"], found["senderRole"]) == (SDS, "SDS")
+    assert found["senderUniqueReference"] == sent["CommonBlock"]["S1"]["senderUniqueReference"]
+    assert found["MPANCore"] == mpan_core(0) and datetime.fromisoformat(found["receivedAt"]).tzinfo is not None
+    mds, sup = by_recipient(found)[MDS], by_recipient(found)[SUP]
+    assert (mds["role"], mds["kind"], mds["state"], mds["attempts"], mds["lastStatus"]) == (
+        "MDS", "always", "delivered", 1, 201)
+    assert (sup["role"], sup["kind"], sup["state"], sup["attempts"], sup["lastStatus"]) == (
+        "SUP", "secondary", "failed", 1, 404)
+    assert datetime.fromisoformat(mds["doneAt"]) >= datetime.fromisoformat(found["receivedAt"])
+    assert "payload" not in found  # only on request: the archive's copy, as accepted
+    with_payload = operator.http.get(f"/admin/transactions/{tid}", params={"payload": "true"}).json()
+    assert with_payload["payload"] == sent
+
+
+def test_an_unknown_transaction_is_404_and_the_views_need_the_admin_key(fast: RunningDip,
+                                                                         operator: AdminClient) -> None:
+    assert operator.http.get("/admin/transactions/T-IF-021-1300000001-SDS-20261202-00ff").status_code == 404
+    for path in ("/admin/transactions/T-IF-021-1300000001-SDS-20261202-00ff", "/admin/queues"):
+        assert httpx.get(fast.url + path).status_code == 401
+        assert httpx.get(fast.url + path, headers={"X-API-Key": "not-a-key"}).status_code == 401
+
+
+def test_queues_show_their_backlog_and_backoff(fast: RunningDip, cast: dict[str, Identity],
+                                               operator: AdminClient) -> None:
+    tids, _ = send(fast, cast, 3)  # no webhooks yet: the messages wait in their queues
+    accepted = datetime.fromisoformat(operator.http.get(f"/admin/transactions/{tids[0]}").json()["receivedAt"])
+    queues = {q["queue"]: q for q in poll(lambda: operator.http.get("/admin/queues"),
+                                          lambda body: len(body["queues"]) == 2)["queues"]}
+    mds = queues[f"{MDS}|IF-021"]
+    assert (mds["recipientID"], mds["interfaceID"], mds["pending"]) == (MDS, "IF-021", 3)
+    assert datetime.fromisoformat(mds["oldestPendingAcceptedAt"]) == accepted
+    assert queues[f"{SUP}|IF-021"]["pending"] == 3
+    with WebhookReceiver() as hook:
+        hook.always(503)
+        assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
+        (backing_off,) = poll(lambda: operator.http.get("/admin/queues", params={"recipient": MDS}),
+                              lambda body: body["queues"][0]["retries"] >= 2)["queues"]
+        assert backing_off["pending"] == 3 and backing_off["lastStatus"] == 503
+        assert datetime.fromisoformat(backing_off["nextAttemptAt"]).tzinfo is not None
+        hook.always(201)
+        (drained,) = poll(lambda: operator.http.get("/admin/queues", params={"recipient": MDS}),
+                          lambda body: body["queues"][0]["pending"] == 0)["queues"]
+    assert drained["retries"] == 0 and drained["oldestPendingAcceptedAt"] is None
+    assert operator.http.get("/admin/queues", params={"recipient": "nobody"}).json() == {"queues": []}
