@@ -19,6 +19,10 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The jitter's own generator: the process-wide one belongs to the application (and to property
+# tests that watch its state), so a library drawing from it in a background thread disturbs them.
+_JITTER = random.Random()
+
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"  # 201 (and other 2xx: recorded as delivered, see classify)
@@ -71,7 +75,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         base = min(self.max_delay, self.initial_delay * 2 ** max(0, min(retry - 1, 62)))
         low = max(self.initial_delay, base / 2)
-        return (rng or random).uniform(low, base) if base > low else base
+        return (rng or _JITTER).uniform(low, base) if base > low else base
 
     def next_attempt(self, retry: int, now: float, accepted_at: float, retry_after: float | None = None,
                      rng: random.Random | None = None) -> float | None:

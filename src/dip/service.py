@@ -61,10 +61,12 @@ class DipService:
         self.signing_cert_pem = b""
         self._poller: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
 
     # -- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.store.open()
         await self._bootstrap()
         await self._load_identity()

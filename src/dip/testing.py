@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
 import threading
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -64,6 +68,14 @@ class RunningDip:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+        if self._thread.is_alive():  # say where it is stuck: a DIP that will not stop is a bug
+            frame = sys._current_frames().get(self._thread.ident or -1)
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
+            loop = self.service.loop
+            for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
+                where += f"\n{task!r}:\n" + "".join(traceback.format_stack(task.get_stack()[-1]))
+            warnings.warn(f"the DIP on {self.url} did not stop within 30 s; its thread is at:\n{where}",
+                          ResourceWarning, stacklevel=2)
 
 
 class AdminClient:

@@ -314,3 +314,11 @@ def test_invalid_policies_are_refused(initial: float, maximum: float, dead_lette
 def test_nan_policies_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match="finite"):
         RetryPolicy(**{field: math.nan})
+
+
+def test_jitter_leaves_the_process_wide_random_generator_alone() -> None:
+    # a delivery worker in a background thread must not disturb the application's generator
+    # (hypothesis fails a property test whose generator state changes under it)
+    before = random.getstate()
+    delays = {RetryPolicy(initial_delay=1, max_delay=300).backoff(8) for _ in range(50)}
+    assert len(delays) > 1 and random.getstate() == before
