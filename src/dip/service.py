@@ -87,8 +87,7 @@ class DipService:
             await self.worker.stop()
         if self._poller is not None:
             self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await asyncio.wait({self._poller})
         self.checker.close()
         await self.store.close()
 

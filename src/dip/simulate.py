@@ -660,8 +660,7 @@ class Simulation:
                     await self.drain()
                 finally:
                     answers.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await answers
+                    await asyncio.wait({answers})
                     await self.register(admin, on=False)
         finally:
             self.stopping.set()

@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -19,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import certifi
 import httpx
 import uvicorn
 
@@ -37,6 +41,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, leaving its main loop as soon as ``stop`` is called (uvicorn itself looks
+    at ``should_exit`` every 0.1 s: a test suite starting a thousand DIPs waits minutes for it)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    async def main_loop(self) -> None:
+        stopping = asyncio.Event()
+        self._running = (asyncio.get_running_loop(), stopping)
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await stopping.wait()
+
+    def stop(self) -> None:
+        """From any thread."""
+        self.should_exit = True
+        if self._running is not None:
+            loop, stopping = self._running
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(stopping.set)
+
+
 class RunningDip:
     """A real DIP (uvicorn, real sockets, real store) in a background thread."""
 
@@ -47,7 +78,7 @@ class RunningDip:
         self.admin_key = admin_key
         self.url = f"http://127.0.0.1:{port}"
         self.service = DipService(self.settings)
-        self._server = uvicorn.Server(uvicorn.Config(
+        self._server = _PromptServer(uvicorn.Config(
             create_app(self.settings, self.service), host="127.0.0.1", port=port, log_level="warning",
             loop="asyncio", http="h11", lifespan="on",
         ))
@@ -66,7 +97,7 @@ class RunningDip:
         raise TimeoutError("the DIP server did not start in time")
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
+        self._server.stop()
         self._thread.join(timeout=30)
         if self._thread.is_alive():  # say where it is stuck: a DIP that will not stop is a bug
             frame = sys._current_frames().get(self._thread.ident or -1)
@@ -78,12 +109,19 @@ class RunningDip:
                           ResourceWarning, stacklevel=2)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every AdminClient, as httpx builds by default (certifi's CA bundle):
+    building one per client takes 50-90 ms."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class AdminClient:
     """The operator API, for tests and scripts."""
 
     def __init__(self, url: str, admin_key: str) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, headers={"X-API-Key": admin_key}, timeout=60)
+        self.http = httpx.Client(base_url=url, headers={"X-API-Key": admin_key}, timeout=60, verify=_tls())
 
     def close(self) -> None:
         self.http.close()

@@ -30,6 +30,7 @@ import pytest
 
 from dip.client import DipClient, Identity
 from dip.config import Settings
+from dip.service import DipService
 from dip.store import Claim, MessageRow, Store
 from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
 from tests.helpers import MDS, SUP, consumption, items, onboard_all, with_store
@@ -438,3 +439,22 @@ def test_a_delivery_node_needs_something_to_deliver(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--no-api with --no-delivery leaves nothing to run" in done.stderr
+
+
+async def test_a_node_stops_at_once_even_when_woken_as_it_is_told_to_stop(settings: Settings) -> None:
+    """A wake-up (another node's commit) at the moment of a SIGTERM must not swallow the stop:
+    Python 3.11's asyncio.wait_for returns the awaited result instead of raising when cancelled
+    just as that result arrives, which left the worker looping and the node running for ever."""
+    dip = DipService(settings)
+    await dip.start()
+    assert dip.worker is not None
+    for _ in range(3):  # a few rounds of the claim loop, so it is waiting for a wake-up
+        dip.worker.wake()
+        await asyncio.sleep(0.05)
+    dip.worker.wake()
+    stopping = asyncio.create_task(dip.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    if not done:
+        stopping.cancel()
+    assert done, "the node did not stop within 5 s of being told to"
+    await stopping

@@ -121,8 +121,7 @@ class DeliveryWorker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task})  # (a cancellation of the caller itself still propagates)
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -154,8 +153,11 @@ class DeliveryWorker:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if not claims:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that comes as the wake-up does, and the node would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()
 
     async def _serve(self, claim: Claim) -> None:
         try:

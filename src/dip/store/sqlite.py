@@ -155,13 +155,11 @@ class SqliteStore:
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await asyncio.wait({self._watcher})
             self._watcher = None
         if self._checkpointer is not None:
             self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+            await asyncio.wait({self._checkpointer})
             self._checkpointer = None
         self._checkpoint_executor.shutdown(wait=True)
         if self._reader is not None:
