@@ -5,8 +5,9 @@
     ├── SignatureError          a request's signature headers do not verify
     ├── CatalogueError          a channel definition is not acceptable
     ├── ReferenceImportError    the official OpenAPI source cannot be read (dip.openapi_import)
-    └── StoreError              the database failed
-        └── UniqueViolation     a unique key (sender unique reference, ...) already exists
+    ├── StoreError              the database failed
+    │   └── UniqueViolation     a unique key (sender unique reference, ...) already exists
+    └── UnstorableValue         the database refused a value of the request (e.g. text with NUL)
 
 Driver exceptions (sqlite3, asyncpg) are translated into these at the store boundary so
 nothing above the store imports a driver.
@@ -35,3 +36,8 @@ class StoreError(DipError):
 
 class UniqueViolation(StoreError):
     """A row with the same unique key already exists."""
+
+
+class UnstorableValue(DipError):
+    """The database refused a value the request carried (PostgreSQL: a data exception, such as
+    text holding a NUL character). The request's fault, not the database's: answered 400."""

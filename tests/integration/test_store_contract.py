@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dip.config import Settings
+from dip.exceptions import StoreError, UnstorableValue
 from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
 from dip.store.message_cache import MessageCache, StoredMessage
+from dip.store.postgres import PostgresStore
 
 NOW = 1_790_000_000_000_000
 
@@ -302,3 +306,17 @@ async def test_a_delivered_call_moves_the_queue_watermark_instead_of_writing_eac
     ]
     states = await store.delivery_states([row(n).transaction_id for n in range(1, 6)])
     assert [s[4] for s in states] == ["delivered", "delivered", "rejected", "delivered", "pending"]
+
+
+async def test_a_value_the_database_cannot_hold_is_the_requests_fault_not_an_outage(store: Store) -> None:
+    # PostgreSQL text cannot hold NUL (SQLite's can): a data exception is UnstorableValue (400),
+    # never StoreError (503, "retry later", which would never help)
+    row = ParticipantRow("1900000001", "Acme\x00", ("SUP",), True)
+    if not isinstance(store, PostgresStore):
+        assert await store.put_participant(row, NOW)
+        return
+    with pytest.raises(UnstorableValue, match="0x00") as raised:
+        await store.put_participant(row, NOW)
+    assert not isinstance(raised.value, StoreError)
+    with pytest.raises(UnstorableValue):
+        await store.queue_overview("x\x00")

@@ -49,7 +49,7 @@ router = APIRouter(prefix="/admin", tags=["Operator administration"], route_clas
 
 
 class ParticipantIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control characters
     roles: list[Annotated[str, Field(pattern=ids.ROLE_PATTERN)]] = Field(min_length=1)
 
 

@@ -19,7 +19,7 @@ from dip.api.openapi_docs import complete_responses
 from dip.api.paths import CaseInsensitivePaths
 from dip.codes import Code
 from dip.config import Settings
-from dip.exceptions import StoreError
+from dip.exceptions import StoreError, UnstorableValue
 from dip.service import DipService
 
 log = logging.getLogger("dip.api")
@@ -72,6 +72,11 @@ def create_app(
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{'/'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return JSONResponse({"detail": problems}, status_code=400)
+
+    @app.exception_handler(UnstorableValue)
+    async def unstorable(request: Request, exc: UnstorableValue) -> Response:
+        log.warning("refused a value on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": [f"a value in the request cannot be stored: {exc}"]}, status_code=400)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> Response:

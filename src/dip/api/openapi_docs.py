@@ -123,7 +123,7 @@ def _answers(path: str, method: str) -> tuple[str, ...]:
     if path.startswith("/admin/"):
         return ("400", "401", "404", "409", "413", "503")
     if "/pubconfig/" in path or path.startswith("/statusmessage/config/"):
-        return ("201", "400", "401", "403", "404", "503") if method == "post" else ("401", "403", "404", "503")
+        return ("201", "400", "401", "403", "404", "503") if method == "post" else ("400", "401", "403", "404", "503")
     return ("400", "401", "403", "404", "413", "503")
 
 

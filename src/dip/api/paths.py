@@ -1,13 +1,16 @@
-"""Case-insensitive paths on ingress (API contract): ``/DIP-Channel/if-005`` is ``/dip-channel/IF-005``.
+"""Paths on ingress. Case-insensitive (API contract): ``/DIP-Channel/if-005`` is ``/dip-channel/IF-005``.
 
 Only the participant API's fixed path words are lower-cased and interface IDs upper-cased;
-participant IDs and the operator's /admin paths are left exactly as sent.
+participant IDs and the operator's /admin paths are left exactly as sent. A path or query
+carrying a NUL character is refused (400) before any route sees it: no identifier holds one, and
+PostgreSQL cannot store or compare text that does (SQLite would, so the stores would disagree).
 """
 
 from __future__ import annotations
 
 import re
 
+import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _ROOTS = {"dip-channel", "statusmessage", "validate"}
@@ -40,9 +43,23 @@ class CaseInsensitivePaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if "\x00" in scope["path"] or _has_nul(scope.get("query_string", b"")):
+                await _refuse(send, "the request's path or query carries a NUL character")
+                return
             path = normalise(scope["path"])
             if path != scope["path"]:
                 # the path as sent stays available: a signature covers the URL the caller sent
                 sent = scope.get("raw_path") or scope["path"].encode("utf-8")
                 scope = dict(scope, path=path, raw_path=path.encode("utf-8"), **{SENT_PATH: sent})
         await self.app(scope, receive, send)
+
+
+def _has_nul(query: bytes) -> bool:
+    return b"\x00" in query or b"%00" in query
+
+
+async def _refuse(send: Send, reason: str) -> None:
+    body = orjson.dumps({"detail": [reason]})
+    await send({"type": "http.response.start", "status": 400, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
-from dip.exceptions import StoreError, UniqueViolation
+from dip.exceptions import StoreError, UniqueViolation, UnstorableValue
 from dip.store.base import (
     AppointmentRow,
     Claim,
@@ -61,7 +61,9 @@ def _translated(method: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, C
             return await method(*args, **kwargs)
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from exc
-        except StoreError:
+        except asyncpg.DataError as exc:  # SQLSTATE class 22: a value of the request, not the database
+            raise UnstorableValue(str(exc)) from exc
+        except (StoreError, UnstorableValue):
             raise
         except _CONNECTION_ERRORS as exc:
             raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -151,6 +153,8 @@ class PostgresStore:
                 return results
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from exc
+        except asyncpg.DataError as exc:
+            raise UnstorableValue(str(exc)) from exc
         except asyncpg.PostgresError as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
@@ -275,6 +279,8 @@ class PostgresStore:
                 await batch.finish()
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolation(str(exc)) from exc
+        except asyncpg.DataError as exc:
+            raise UnstorableValue(str(exc)) from exc
         except _CONNECTION_ERRORS as exc:
             raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
