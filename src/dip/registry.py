@@ -30,6 +30,9 @@ class Appointment(NamedTuple):
         return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
 
 
+_Plain = tuple[str, str, str, str, str | None]  # an Appointment's fields, as a plain tuple
+
+
 class RegistrySource(Protocol):
     async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]: ...
 
@@ -90,7 +93,9 @@ class RegistryCache:
         self.capacity = capacity
         self.max_changes = max_changes
         self.version = -1
-        self._by_mpan: dict[str, tuple[Appointment, ...]] = {}
+        # plain tuples, not Appointments: the cyclic GC stops tracking a tuple of strings (it
+        # never untracks a named tuple), so a full collection need not walk every cached entry
+        self._by_mpan: dict[str, tuple[_Plain, ...]] = {}
         self._refreshing = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -117,7 +122,9 @@ class RegistryCache:
         The snapshot stays valid whatever other requests do to the cache meanwhile.
         """
         wanted = {m for m in mpans if m}
-        held = {m: self._by_mpan[m] for m in wanted if m in self._by_mpan}
+        by_mpan = self._by_mpan
+        make = Appointment._make
+        held = {m: tuple(map(make, by_mpan[m])) for m in wanted if m in by_mpan}
         missing = wanted - held.keys()
         if missing:
             found: dict[str, list[Appointment]] = {m: [] for m in missing}
@@ -126,7 +133,9 @@ class RegistryCache:
                                                    row.effective_to))
             fetched = {mpan: tuple(appointments) for mpan, appointments in found.items()}
             held.update(fetched)
-            kept = list(fetched.items())[-self.capacity:]  # the snapshot has them all; memory the newest
+            # the snapshot has them all; memory keeps the newest
+            kept = [(m, tuple((a[0], a[1], a[2], a[3], a[4]) for a in entries))
+                    for m, entries in list(fetched.items())[-self.capacity:]]
             overflow = len(self._by_mpan) + len(kept) - self.capacity
             if overflow > 0:
                 for mpan in list(itertools.islice(self._by_mpan, overflow)):

@@ -112,3 +112,15 @@ async def test_a_cancelled_waiter_does_not_cancel_the_read_it_waits_for() -> Non
     read.gate.set()
     (got,) = await first
     assert got.payload == b"x" * 10 and cache.get("a") is not None
+
+
+def test_cached_messages_are_left_out_of_the_cyclic_collectors_walks() -> None:
+    # a full collection walks every tracked object; a named tuple is never untracked, a plain
+    # tuple of bytes, strings and numbers is, so the cache keeps plain tuples
+    import gc
+
+    cache = MessageCache(1_000_000)
+    cache.put("a", StoredMessage(b"{}", "CI-1", 1, "x", "y", 1, 2))
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in cache._entries.values())
+    assert cache.get("a") == StoredMessage(b"{}", "CI-1", 1, "x", "y", 1, 2)

@@ -407,3 +407,21 @@ async def test_a_view_of_more_mpans_than_the_capacity_is_answered_but_not_all_ke
     view = await cache.view([a, b, c])
     assert [view.lookup(m, "SUP", "2026-01-01") for m in (a, b, c)] == [[SUP_A]] * 3
     assert len(cache) <= 2
+
+
+async def test_cached_appointments_are_left_out_of_the_cyclic_collectors_walks() -> None:
+    # half a million cached MPANs as named tuples made every full collection walk them (a pause
+    # of seconds); plain tuples of strings are untracked, and a view still gives Appointments
+    import gc
+
+    a, b = mpans(2)
+    cache = RegistryCache(FakeSource([sup(a), sup(a, SUP_B, "2024-01-01"), sup(b, SUP_C)]))
+    await cache.refresh()
+    await cache.view([a, b])
+    gc.collect()
+    gc.collect()  # inner tuples are untracked in one pass, the tuple holding them in the next
+    assert not any(gc.is_tracked(entry) for entry in cache._by_mpan.values())
+    again = await cache.view([a])
+    assert sorted(again.appointments(a)) == [Appointment(a, "SUP", SUP_A, "2020-01-01"),
+                                            Appointment(a, "SUP", SUP_B, "2024-01-01")]
+    assert again.lookup(a, "SUP", "2025-01-01") == [SUP_A, SUP_B]

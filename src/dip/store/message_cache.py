@@ -51,7 +51,9 @@ class MessageCache:
         self.misses = 0
         self.reads = 0  # messages read from the store for this cache
         self.shared = 0  # messages a queue took from another queue's read in flight
-        self._entries: OrderedDict[str, StoredMessage] = OrderedDict()
+        # plain tuples, not StoredMessages: the cyclic GC stops tracking a tuple of bytes, strings
+        # and numbers (it never untracks a named tuple), so a full collection skips the entries
+        self._entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._reading: dict[str, asyncio.Future[StoredMessage | None]] = {}
 
     def __len__(self) -> int:
@@ -64,7 +66,7 @@ class MessageCache:
             return None
         self.hits += 1
         self._entries.move_to_end(transaction_id)
-        return found
+        return StoredMessage._make(found)
 
     def put(self, transaction_id: str, message: StoredMessage) -> None:
         cost = len(message.payload) + _OVERHEAD
@@ -72,12 +74,12 @@ class MessageCache:
             return  # a message larger than the whole cache is read again when needed
         old = self._entries.pop(transaction_id, None)
         if old is not None:
-            self.size -= len(old.payload) + _OVERHEAD
-        self._entries[transaction_id] = message
+            self.size -= len(old[0]) + _OVERHEAD
+        self._entries[transaction_id] = tuple(message)
         self.size += cost
         while self.size > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self.size -= len(evicted.payload) + _OVERHEAD
+            self.size -= len(evicted[0]) + _OVERHEAD
 
 
     def reading(self, transaction_id: str) -> asyncio.Future[StoredMessage | None] | None:
