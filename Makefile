@@ -19,9 +19,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dip serve --host 127.0.0.1 --port 8080 --data-dir .dip --demo
 
-## The whole test suite, PostgreSQL included (DIP_TEST_DATABASE_URL, default postgres@127.0.0.1:5432/test).
+## The whole test suite, PostgreSQL included (DIP_TEST_DATABASE_URL, default postgres@127.0.0.1:5432/test):
+## two test processes (most tests wait on servers, not the CPU), then the tests that must run alone.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

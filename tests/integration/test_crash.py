@@ -735,6 +735,7 @@ def wait_postgres(database_url: str, timeout: float = 60) -> None:
     wait_until(lambda: asyncio.run(accepts()), timeout, lambda: "PostgreSQL accepts connections again")
 
 
+@pytest.mark.serial  # restarts the server every other test's database lives on
 def test_postgres_restarted_under_load_answers_201_or_503_and_loses_nothing(pg_database: str, tmp_path: Path) -> None:
     with crash_seed("PostgreSQL restart") as (seed, rng), contextlib.ExitStack() as stack:
         hooks = {r: stack.enter_context(WebhookReceiver()) for r in RECIPIENTS}
