@@ -134,3 +134,68 @@ def test_text_the_database_cannot_hold_is_refused_not_an_outage(operator: AdminC
     answer = operator.http.put("/admin/participants/1900000001", json={"name": "Acme\u0000", "roles": ["SUP"]})
     assert answer.status_code == 400, answer.text
     assert operator.http.get("/admin/participants/1900000001").status_code == 404
+
+
+def test_the_dead_letter_queue_lists_what_was_not_delivered_in_time_a_page_at_a_time(
+        dip_factory: Callable[..., RunningDip]) -> None:
+    dip = dip_factory(retry_initial_seconds=0.2, retry_max_seconds=0.5, delivery_poll_seconds=0.05,
+                      dead_letter_after_seconds=1.0)
+    with AdminClient(dip.url, dip.admin_key) as operator, WebhookReceiver() as mds_hook, \
+            WebhookReceiver() as sds_status:
+        cast = onboard_all(operator)
+        assert DipClient(dip.url, cast["MDS"]).register_webhook("IF-021", mds_hook.url).status_code == 201
+        assert DipClient(dip.url, cast["SDS"]).register_webhook(None, sds_status.url).status_code == 201
+        tids, _ = send(dip, cast, 5)  # SUP has no webhook: its copies wait, then are dead-lettered
+        told = sds_status.wait_for(lambda calls: sum(len(c.json) for c in calls) == 5)
+        assert sorted(m["transactionID"] for c in told for m in c.json) == sorted(tids)
+        # the status messages telling the sender were delivered, so only SUP's copies are listed
+        listing = poll(lambda: operator.http.get("/admin/undelivered"),
+                       lambda body: len(body["deliveries"]) == 5)
+        assert listing["next"] is None
+        dead = listing["deliveries"]
+        assert [d["transactionID"] for d in dead] == tids  # in the order they were queued
+        assert {(d["recipientID"], d["role"], d["kind"], d["state"], d["interfaceID"], d["senderID"])
+                for d in dead} == {(SUP, "SUP", "secondary", "dead", "IF-021", SDS)}
+        assert all(datetime.fromisoformat(d["doneAt"]) > datetime.fromisoformat(d["acceptedAt"]) for d in dead)
+        mds_hook.wait_for(lambda calls: sum(len(c.json) for c in calls) == 5)  # MDS got them all
+
+        first = operator.http.get("/admin/undelivered", params={"limit": 2}).json()
+        assert [d["transactionID"] for d in first["deliveries"]] == tids[:2] and first["next"] is not None
+        second = operator.http.get("/admin/undelivered", params={"limit": 2, "after": first["next"]}).json()
+        assert [d["transactionID"] for d in second["deliveries"]] == tids[2:4]
+        third = operator.http.get("/admin/undelivered", params={"limit": 2, "after": second["next"]}).json()
+        assert [d["transactionID"] for d in third["deliveries"]] == tids[4:] and third["next"] is None
+
+        assert len(operator.http.get("/admin/undelivered", params={"recipient": SUP}).json()["deliveries"]) == 5
+        assert operator.http.get("/admin/undelivered", params={"recipient": MDS}).json()["deliveries"] == []
+        assert len(operator.http.get("/admin/undelivered", params={"channel": "if-021"}).json()["deliveries"]) == 5
+        assert operator.http.get("/admin/undelivered", params={"channel": "IF-005"}).json()["deliveries"] == []
+        assert operator.http.get("/admin/undelivered", params={"state": "failed"}).json()["deliveries"] == []
+
+
+def test_webhooks_that_refuse_for_good_or_reject_are_listed_by_state(
+        fast: RunningDip, cast: dict[str, Identity], operator: AdminClient) -> None:
+    with WebhookReceiver(default_status=404) as gone, WebhookReceiver(default_status=400) as picky:
+        assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", gone.url).status_code == 201
+        assert DipClient(fast.url, cast["SUP"]).register_webhook("IF-021", picky.url).status_code == 201
+        (tid,), _ = send(fast, cast, 1)
+        (failed,) = poll(lambda: operator.http.get("/admin/undelivered", params={"state": "failed"}),
+                         lambda body: len(body["deliveries"]) == 1)["deliveries"]
+        (rejected,) = poll(lambda: operator.http.get("/admin/undelivered", params={"state": "rejected"}),
+                           lambda body: len(body["deliveries"]) == 1)["deliveries"]
+    assert (failed["transactionID"], failed["recipientID"], failed["lastStatus"]) == (tid, MDS, 404)
+    assert (rejected["transactionID"], rejected["recipientID"], rejected["lastStatus"]) == (tid, SUP, 400)
+    assert operator.http.get("/admin/undelivered").json() == {"deliveries": [], "next": None}
+
+
+@pytest.mark.parametrize("query", [
+    {"state": "pending"}, {"state": "delivered"}, {"limit": "0"}, {"limit": "1001"}, {"after": "-1"},
+    {"after": "x"}, {"channel": "IF-02"}, {"channel": "nonsense"}, {"recipient": "x" * 21},
+])
+def test_undelivered_refuses_parameters_out_of_range(operator: AdminClient, query: dict[str, str]) -> None:
+    response = operator.http.get("/admin/undelivered", params=query)
+    assert response.status_code == 400, response.text
+
+
+def test_undelivered_needs_the_admin_key(fast: RunningDip) -> None:
+    assert httpx.get(fast.url + "/admin/undelivered").status_code == 401

@@ -4,11 +4,13 @@
 each recipient (E2E 4.6 egress outcomes: delivered, rejected, failed, dead, or still pending),
 with the status messages the DIP sent its sender about it. ``GET /admin/queues``: each recipient
 webhook's backlog, the age of its oldest waiting message, and its backoff.
+``GET /admin/undelivered``: the dead-letter queue (FS 5.5.8), and likewise the deliveries a
+recipient's webhook refused for good (failed) or rejected, oldest first, a page at a time.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query
@@ -17,6 +19,7 @@ from starlette.responses import Response
 from dip import ids
 from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON
+from dip.store.reports import UNDELIVERED_STATES
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 
@@ -73,3 +76,38 @@ async def queues(dip: Admin, recipient: Annotated[str | None, Query(
          "nextAttemptAt": _at(q.next_attempt_at), "leaseOwner": q.lease_owner, "leaseUntil": _at(q.lease_until)}
         for q in await dip.store.queue_overview(recipient)
     ]}), media_type=JSON)
+
+
+@router.get("/undelivered", response_class=Response, responses={
+    200: {"description": "one page of undelivered deliveries, oldest first", "content": {JSON: {}}},
+    400: {"description": "a parameter out of range, or a channel that is no interface ID"},
+})
+async def undelivered(
+    dip: Admin,
+    state: Annotated[Literal["dead", "failed", "rejected"], Query(
+        description="dead: dead-lettered (not delivered in time); failed: refused for good by the webhook "
+                    "(401, 403, 404, 405, 406, 413, 505, or not a public address); rejected: refused by the "
+                    "recipient as invalid (400, or named in a 207)")] = "dead",
+    recipient: Annotated[str | None, Query(description="only this participant's", max_length=20)] = None,
+    channel: Annotated[str | None, Query(description="only messages of this interface, e.g. IF-021",
+                                         max_length=20)] = None,
+    after: Annotated[int, Query(description="the cursor: `next` of the previous page", ge=0,
+                                le=2 ** 63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Deliveries that ended without reaching their recipient, in the order they were queued."""
+    assert state in UNDELIVERED_STATES
+    interface_id = channel.upper() if channel is not None else None
+    if interface_id is not None and not ids.is_interface_id(interface_id):
+        raise HTTPException(400, f"channel '{channel}' is not an interface ID like IF-021")
+    rows = await dip.store.undelivered(state, after, limit, recipient, interface_id)
+    return Response(orjson.dumps({
+        "deliveries": [
+            {"transactionID": u.transaction_id, "interfaceID": u.interface_id, "senderID": u.sender_id,
+             "recipientID": u.recipient_id, "role": u.role, "kind": u.kind, "state": u.state,
+             "attempts": u.attempts, "acceptedAt": _at(u.accepted_at), "doneAt": _at(u.done_at),
+             "lastStatus": u.last_status, "lastError": u.last_error}
+            for u in rows
+        ],
+        "next": rows[-1].id if len(rows) == limit else None,
+    }), media_type=JSON)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
-    from dip.store.reports import DeliveryHistory, QueueState
+    from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +257,11 @@ class Store(Protocol):
 
     async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
         """Every queue (or one recipient's) by name, with its backlog and head."""
+
+    async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
+                          interface_id: str | None = None) -> list[Undelivered]:
+        """Deliveries in ``state`` (one of reports.UNDELIVERED_STATES) with an id above ``after``,
+        oldest first, at most ``limit``; optionally one recipient's, or one channel's."""
 
     async def put_appointments(self, rows: list[AppointmentRow]) -> int:
         """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.

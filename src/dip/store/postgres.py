@@ -33,7 +33,7 @@ from dip.store.base import (
 )
 from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
-from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, queues_sql
+from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, Undelivered, queues_sql, undelivered_sql
 
 _MESSAGE_COLUMNS = [
     "transaction_id", "interface_id", "event_code", "schema_version", "sender_id", "sender_role", "dcp_id",
@@ -495,6 +495,14 @@ class PostgresStore:
         rows = await (self.pool.fetch(queues_sql("$1"), recipient_id) if recipient_id is not None
                       else self.pool.fetch(queues_sql(None)))
         return [QueueState._make(r) for r in rows]
+
+    @_translated
+    async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
+                          interface_id: str | None = None) -> list[Undelivered]:
+        args: list[object] = [after, *(v for v in (recipient_id, interface_id) if v is not None), limit]
+        sql = undelivered_sql(state, [f"${i}" for i in range(1, len(args) + 1)], recipient_id is not None,
+                              interface_id is not None)
+        return [Undelivered._make(r) for r in await self.pool.fetch(sql, *args)]
 
     @_translated
     async def count_messages(self) -> int:

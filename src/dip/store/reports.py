@@ -41,6 +41,48 @@ class QueueState(NamedTuple):
     head_error: str | None
 
 
+class Undelivered(NamedTuple):
+    """A delivery that ended without reaching its recipient: dead-lettered, failed or rejected."""
+
+    id: int  # the delivery's position in the DIP's queues: the listing's cursor
+    transaction_id: str
+    interface_id: str | None  # of the message (None: a status message about no stored message)
+    sender_id: str | None  # the message's sender
+    recipient_id: str
+    role: str
+    kind: str  # "primary" | "secondary" | "always" | "status"
+    state: str  # "dead" | "failed" | "rejected"
+    attempts: int
+    accepted_at: int  # microseconds since the epoch
+    done_at: int | None
+    last_status: int | None
+    last_error: str | None
+
+
+UNDELIVERED_STATES = ("dead", "failed", "rejected")
+
+
+def undelivered_sql(state: str, placeholders: list[str], recipient: bool, interface: bool) -> str:
+    """The undelivered deliveries in one state, above a cursor, oldest first.
+
+    ``placeholders`` are the store's, in the order: cursor, [recipient], [interface], limit. The
+    state is written into the statement (it is one of UNDELIVERED_STATES) so that the planner
+    can use the partial index on these states with any plan.
+    """
+    if state not in UNDELIVERED_STATES:
+        raise ValueError(f"not an undelivered state: {state!r}")
+    marks = iter(placeholders)
+    where = [f"d.state = '{state}'", f"d.id > {next(marks)}"]
+    if recipient:
+        where.append(f"d.recipient_id = {next(marks)}")
+    if interface:
+        where.append(f"m.interface_id = {next(marks)}")
+    return ("SELECT d.id, d.transaction_id, m.interface_id, m.sender_id, d.recipient_id, d.role, d.kind, d.state,"
+            " d.attempts, d.accepted_at, d.done_at, d.last_status, d.last_error FROM deliveries d"
+            " LEFT JOIN messages m ON m.transaction_id = d.transaction_id"
+            f" WHERE {' AND '.join(where)} ORDER BY d.id LIMIT {next(marks)}")
+
+
 HISTORY_SQL = ("SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error"
                " FROM delivery_status WHERE transaction_id = {0} ORDER BY id")
 

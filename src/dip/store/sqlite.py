@@ -36,7 +36,7 @@ from dip.store.base import (
 )
 from dip.store.message_cache import PENDING_SQL, STORED_SQL, MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrations
-from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, queues_sql
+from dip.store.reports import HISTORY_SQL, DeliveryHistory, QueueState, Undelivered, queues_sql, undelivered_sql
 
 T = TypeVar("T")
 
@@ -614,6 +614,16 @@ class SqliteStore:
             if recipient_id is None:
                 return [QueueState._make(r) for r in conn.execute(queues_sql(None))]
             return [QueueState._make(r) for r in conn.execute(queues_sql("?"), (recipient_id,))]
+
+        return await self._read(q)
+
+    async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
+                          interface_id: str | None = None) -> list[Undelivered]:
+        args: list[object] = [after, *(v for v in (recipient_id, interface_id) if v is not None), limit]
+        sql = undelivered_sql(state, ["?"] * len(args), recipient_id is not None, interface_id is not None)
+
+        def q(conn: sqlite3.Connection) -> list[Undelivered]:
+            return [Undelivered._make(r) for r in conn.execute(sql, args)]
 
         return await self._read(q)
 
