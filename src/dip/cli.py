@@ -49,7 +49,8 @@ def _serve_parser(sub: Any) -> None:
                    help="messages per webhook call at most (a recipient's maxMessageCount may lower it)")
     p.add_argument("--delivery-cache-mb", type=int, default=Settings.delivery_cache_mb,
                    help="MB of recently read messages a delivery node keeps, so a message routed to several "
-                        "recipients is read from the database once (0: none)")
+                        "recipients is read from the database once, and half as much again for built copies, "
+                        "which recipients that see a message alike share (0: neither)")
     p.add_argument("--no-delivery", action="store_true",
                    help="accept messages only; leave webhook delivery to other nodes on the same database")
     p.add_argument("--no-api", action="store_true",

@@ -48,7 +48,7 @@ class Settings:
     registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
     delivery_lease_seconds: float | None = None  # how long a node holds a queue; None: webhook timeout + 30 s
     delivery_max_batch: int = 5_000  # messages per webhook call at most, whatever maxMessageCount allows
-    delivery_cache_mb: int = 64  # stored messages a delivery node keeps for a message's other recipients
+    delivery_cache_mb: int = 64  # stored messages (and half as much again of built copies) kept for other recipients
     deliver: bool = True  # run the delivery worker in this process
     delivery_poll_seconds: float = 0.5
     demo: bool = False

@@ -425,6 +425,26 @@ def test_obfuscated_fields_reach_the_masked_role_masked_and_everyone_else_intact
     assert stored is not None and orjson.loads(stored.payload) == message, "the archive keeps the original"
 
 
+
+def test_recipients_share_one_built_copy_only_where_they_see_the_same_message(
+    dip: RunningDip, admin: AdminClient, cast: dict[str, Identity], hook: WebhookReceiver
+) -> None:
+    """A delivery node builds a message's copy once for every recipient it looks the same to;
+    a role the channel masks, even from a change made after the first copy went out, gets its own."""
+    listening(dip, hook, "IF-021", cast["MDS"])
+    sds = client(dip, cast["SDS"])
+    (message,) = consumption(sds, 1)
+    (tid,) = accepted(sds.send("IF-021", [message]))
+    hook.wait_for(lambda calls: len(calls) == 1)
+    put_channel(admin, "IF-021", lambda d: d.update(obfuscation={"SUP": [PERIODS]}))
+    listening(dip, hook, "IF-021", cast["SUP"])  # SUP's copy is built after the change
+    wait_delivered(dip, [tid])
+    (to_mds,), (to_sup,) = received(hook)[MDS], received(hook)[SUP]
+    assert periods(to_mds) == periods(message)
+    assert [p["v"] for p in periods(to_sup)] == [masked_value(p["v"]) for p in periods(message)]
+    assert d0(to_sup) == d0(to_mds) and d0(to_mds)["transactionID"] == tid
+    assert a0(to_sup) == a0(to_mds)
+
 # -- 6. registry maintenance from registration flows ------------------------------------------
 
 REGISTRATION_BLOCK: dict[str, Any] = {
