@@ -10,8 +10,9 @@ fields masked. Bounded by the bytes it holds; the least recently used go first.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
+
+from dip.lru import SizedLRU
 
 _OVERHEAD = 150  # bytes per entry besides the element: the key and the dictionary's share
 
@@ -22,37 +23,8 @@ def element_key(transaction_id: str, publication_id: str, masked: Sequence[str])
     return transaction_id, publication_id, tuple(masked)
 
 
-class ElementCache:
+class ElementCache(SizedLRU[ElementKey, bytes]):
     """Built elements by key, at most ``max_bytes`` of them."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[ElementKey, bytes] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: ElementKey) -> bytes | None:
-        found = self._entries.get(key)
-        if found is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._entries.move_to_end(key)
-        return found
-
-    def put(self, key: ElementKey, element: bytes) -> None:
-        cost = len(element) + _OVERHEAD
-        if cost > self.max_bytes:
-            return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.size -= len(old) + _OVERHEAD
-        self._entries[key] = element
-        self.size += cost
-        while self.size > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.size -= len(evicted) + _OVERHEAD
+        super().__init__(max_bytes, lambda element: len(element) + _OVERHEAD)

@@ -15,10 +15,10 @@ that read rather than reading it again.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
+from dip.lru import SizedLRU
 from dip.store.base import PendingDelivery
 
 # the queries of both stores: a queue's delivery rows, then the stored messages they need
@@ -45,42 +45,38 @@ class MessageCache:
     """Recently read messages by transaction ID, at most ``max_bytes`` of them."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self.hits = 0
-        self.misses = 0
-        self.reads = 0  # messages read from the store for this cache
-        self.shared = 0  # messages a queue took from another queue's read in flight
         # plain tuples, not StoredMessages: the cyclic GC stops tracking a tuple of bytes, strings
         # and numbers (it never untracks a named tuple), so a full collection skips the entries
-        self._entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._entries: SizedLRU[str, tuple[Any, ...]] = SizedLRU(max_bytes, lambda m: len(m[0]) + _OVERHEAD)
         self._reading: dict[str, asyncio.Future[StoredMessage | None]] = {}
+        self.reads = 0  # messages read from the store for this cache
+        self.shared = 0  # messages a queue took from another queue's read in flight
+
+    @property
+    def max_bytes(self) -> int:
+        return self._entries.max_bytes
+
+    @property
+    def size(self) -> int:
+        return self._entries.size
+
+    @property
+    def hits(self) -> int:
+        return self._entries.hits
+
+    @property
+    def misses(self) -> int:
+        return self._entries.misses
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, transaction_id: str) -> StoredMessage | None:
         found = self._entries.get(transaction_id)
-        if found is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._entries.move_to_end(transaction_id)
-        return StoredMessage._make(found)
+        return None if found is None else StoredMessage._make(found)
 
     def put(self, transaction_id: str, message: StoredMessage) -> None:
-        cost = len(message.payload) + _OVERHEAD
-        if cost > self.max_bytes:
-            return  # a message larger than the whole cache is read again when needed
-        old = self._entries.pop(transaction_id, None)
-        if old is not None:
-            self.size -= len(old[0]) + _OVERHEAD
-        self._entries[transaction_id] = tuple(message)
-        self.size += cost
-        while self.size > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.size -= len(evicted[0]) + _OVERHEAD
-
+        self._entries.put(transaction_id, tuple(message))
 
     def reading(self, transaction_id: str) -> asyncio.Future[StoredMessage | None] | None:
         """The read in flight that will bring this message, if any."""
