@@ -6,7 +6,8 @@
     ├── CatalogueError          a channel definition is not acceptable
     ├── ReferenceImportError    the official OpenAPI source cannot be read (dip.openapi_import)
     ├── StoreError              the database failed
-    │   └── UniqueViolation     a unique key (sender unique reference, ...) already exists
+    │   ├── UniqueViolation     a unique key (sender unique reference, ...) already exists
+    │   └── ConstraintViolation another constraint refused a write (a reference to no row, ...)
     └── UnstorableValue         the database refused a value of the request (e.g. text with NUL)
 
 Driver exceptions (sqlite3, asyncpg) are translated into these at the store boundary so
@@ -36,6 +37,11 @@ class StoreError(DipError):
 
 class UniqueViolation(StoreError):
     """A row with the same unique key already exists."""
+
+
+class ConstraintViolation(StoreError):
+    """A write broke a constraint other than a unique key (foreign key, NOT NULL, CHECK): a
+    store caller's mistake, never the request's."""
 
 
 class UnstorableValue(DipError):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from dip.config import Settings
-from dip.exceptions import StoreError, UnstorableValue
+from dip.exceptions import ConstraintViolation, StoreError, UniqueViolation, UnstorableValue
 from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
 from dip.store.message_cache import MessageCache, StoredMessage
-from dip.store.postgres import PostgresStore
+from dip.store.sql_store import SqlStore
 
 NOW = 1_790_000_000_000_000
 
@@ -262,13 +263,8 @@ async def _status_rows(store: Store, queue: str) -> list[tuple[object, ...]]:
     """(transaction ID, state, attempts, done_at, last_status, last_error) from the delivery_status view."""
     query = ("SELECT transaction_id, state, attempts, done_at, last_status, last_error FROM delivery_status"
              f" WHERE queue = '{queue}' ORDER BY id")
-    from dip.store.postgres import PostgresStore
-    from dip.store.sqlite import SqliteStore
-
-    if isinstance(store, PostgresStore):
-        return [tuple(r) for r in await store.pool.fetch(query)]
-    assert isinstance(store, SqliteStore)
-    return [tuple(r) for r in store.conn.execute(query).fetchall()]
+    assert isinstance(store, SqlStore)
+    return [tuple(r) for r in await store.db.fetch(query)]
 
 
 async def test_a_delivered_call_moves_the_queue_watermark_instead_of_writing_each_row(store: Store) -> None:
@@ -312,7 +308,7 @@ async def test_a_value_the_database_cannot_hold_is_the_requests_fault_not_an_out
     # PostgreSQL text cannot hold NUL (SQLite's can): a data exception is UnstorableValue (400),
     # never StoreError (503, "retry later", which would never help)
     row = ParticipantRow("1900000001", "Acme\x00", ("SUP",), True)
-    if not isinstance(store, PostgresStore):
+    if not (isinstance(store, SqlStore) and store.db.dialect == "postgres"):
         assert await store.put_participant(row, NOW)
         return
     with pytest.raises(UnstorableValue, match="0x00") as raised:
@@ -320,3 +316,55 @@ async def test_a_value_the_database_cannot_hold_is_the_requests_fault_not_an_out
     assert not isinstance(raised.value, StoreError)
     with pytest.raises(UnstorableValue):
         await store.queue_overview("x\x00")
+
+
+async def test_a_broken_reference_is_a_constraint_violation_not_a_duplicate(store: Store) -> None:
+    # an API key for a participant that does not exist breaks a foreign key: on both databases
+    # that is a ConstraintViolation, never the UniqueViolation that ingest would take for a
+    # duplicate sender reference
+    with pytest.raises(ConstraintViolation) as raised:
+        await store.add_api_key("1999999999", "hash-of-nobody", NOW)
+    assert not isinstance(raised.value, UniqueViolation)
+    await store.put_participant(ParticipantRow("1300000001", "Data", ("SDS",), True), NOW)
+    await store.add_api_key("1300000001", "hash1", NOW)
+    with pytest.raises(UniqueViolation):
+        await store.add_api_key("1300000001", "hash1", NOW)
+    assert (await store.load_directory()).api_keys == [("hash1", "1300000001")]  # nothing half-written
+
+
+async def test_a_failed_transaction_leaves_the_store_usable(store: Store) -> None:
+    # the failed write is rolled back before the next transaction begins (SQLite: one writer)
+    results = await asyncio.gather(*(store.add_api_key("1999999999", f"h{i}", NOW) for i in range(5)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, ConstraintViolation) for r in results)
+    assert await store.insert_messages([row(1)]) == []
+    assert await store.count_messages() == 1
+
+
+async def test_both_dialects_build_the_same_schema(pg_database: str, tmp_path: Path) -> None:
+    """One folder of migrations: SQLite's translation gives the tables, columns and indexes
+    PostgreSQL has (a column or index left out of one dialect would fail here)."""
+    postgres = open_store(pg_database, tmp_path)
+    sqlite = open_store(None, tmp_path / "sqlite")
+    for s in (postgres, sqlite):
+        await s.open()
+    try:
+        assert isinstance(postgres, SqlStore) and isinstance(sqlite, SqlStore)
+        pg_columns = await postgres.db.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND table_name <> 'schema_migrations'")
+        pg_indexes = await postgres.db.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey'"
+            " AND indexname <> 'schema_migrations_pkey'")
+        tables = await sqlite.db.fetch(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+            " AND name <> 'schema_migrations'")
+        sqlite_columns = {(t, c[1]) for (t,) in tables for c in await sqlite.db.fetch(f"PRAGMA table_info({t})")}
+        sqlite_indexes = await sqlite.db.fetch(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'")
+        assert {(t, c) for t, c in pg_columns} == sqlite_columns
+        assert {i for (i,) in pg_indexes} == {i for (i,) in sqlite_indexes}
+        assert len(sqlite_columns) > 60
+    finally:
+        for s in (postgres, sqlite):
+            await s.close()

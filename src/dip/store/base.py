@@ -1,6 +1,7 @@
-"""The narrow store interface. Stores persist and report; they decide nothing.
+"""The narrow store interface. The store persists and reports; it decides nothing.
 
-Both implementations run the same contract tests (tests/integration/test_store_contract.py).
+One implementation (sql_store.SqlStore) over two dialects (SQLite, PostgreSQL) runs the
+contract tests (tests/integration/test_store_contract.py) on both.
 Every change to participants, credentials or channels bumps ``state_version`` in the same
 transaction, which is how other nodes notice that their caches are stale.
 """
@@ -291,15 +292,17 @@ class Store(Protocol):
 
 def open_store(database_url: str | None, data_dir: Path) -> Store:
     """SQLite under ``data_dir`` unless a postgresql:// URL is given."""
-    if database_url and database_url.startswith(("postgresql://", "postgres://")):
-        from dip.store.postgres import PostgresStore
+    from dip.store.sql_store import SqlStore
 
-        return PostgresStore(database_url)
+    if database_url and database_url.startswith(("postgresql://", "postgres://")):
+        from dip.store.postgres import PostgresDatabase
+
+        return SqlStore(PostgresDatabase(database_url))
     if database_url and not database_url.startswith("sqlite:"):
         from dip.exceptions import ConfigurationError
 
         raise ConfigurationError(f"unsupported database URL '{database_url}' (postgresql://... or sqlite:PATH)")
     path = Path(database_url[len("sqlite:"):]) if database_url else data_dir / "dip.sqlite3"
-    from dip.store.sqlite import SqliteStore
+    from dip.store.sqlite import SqliteDatabase
 
-    return SqliteStore(path)
+    return SqlStore(SqliteDatabase(path))

@@ -21,11 +21,6 @@ from typing import Any, NamedTuple
 from dip.lru import SizedLRU
 from dip.store.base import PendingDelivery
 
-# the queries of both stores: a queue's delivery rows, then the stored messages they need
-PENDING_SQL = ("SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body"
-               " FROM deliveries d")
-STORED_SQL = ("SELECT transaction_id, payload, correlation_id, received_at, a0_secondary, a0_always, common_start,"
-              " common_end FROM messages")
 _OVERHEAD = 200  # bytes per entry besides the payload: the key, the tuple, the small fields
 
 

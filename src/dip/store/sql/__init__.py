@@ -1,0 +1,1 @@
+"""Named SQL (queries.sql), written once in PostgreSQL's SQL; see dip.store.queries."""

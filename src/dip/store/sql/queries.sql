@@ -1,0 +1,240 @@
+-- Every statement the store runs, written once in PostgreSQL's SQL and named. The SQLite
+-- dialect translates them mechanically when it loads them (dip.store.sqlite.translate):
+-- $n placeholders, "= ANY($n)" list parameters and "FOR UPDATE [SKIP LOCKED]". Nothing here may
+-- need more than that: a statement one dialect cannot run goes behind a dialect primitive
+-- (COPY, bulk upsert, statistics), never into a second copy of this file.
+
+-- ---------------------------------------------------------------------------------------
+-- State shared by the nodes: participants, credentials, channels, webhooks
+
+-- name: state_version
+SELECT value FROM meta WHERE key = 'state_version';
+
+-- name: bump_state_version
+UPDATE meta SET value = value + 1 WHERE key = 'state_version';
+
+-- name: participants
+SELECT id, name, roles, active FROM participants;
+
+-- name: api_keys
+SELECT key_hash, participant_id FROM api_keys;
+
+-- name: certificates
+SELECT fingerprint, participant_id FROM certificates;
+
+-- name: connection_providers
+SELECT participant_id, dcp_id, roles FROM connection_providers;
+
+-- name: admin_keys
+SELECT key_hash FROM admin_keys;
+
+-- name: webhooks
+SELECT participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by FROM webhooks;
+
+-- name: channels
+SELECT interface_id, definition FROM channels;
+
+-- name: insert_participant
+INSERT INTO participants (id, name, roles, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: update_participant
+UPDATE participants SET name = $2, roles = $3, active = $4, updated_at = $5 WHERE id = $1;
+
+-- name: deactivate_participant
+UPDATE participants SET active = FALSE, updated_at = $1 WHERE id = $2 AND active;
+
+-- name: drop_connection_providers_of
+DELETE FROM connection_providers WHERE participant_id = $1 OR dcp_id = $1;
+
+-- name: drop_webhooks_of
+DELETE FROM webhooks WHERE participant_id = $1;
+
+-- name: insert_api_key
+INSERT INTO api_keys (key_hash, participant_id, created_at) VALUES ($1, $2, $3);
+
+-- name: insert_certificate
+INSERT INTO certificates (fingerprint, participant_id, pem, not_after, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (fingerprint) DO NOTHING;
+
+-- name: certificate_holder
+SELECT participant_id FROM certificates WHERE fingerprint = $1;
+
+-- name: put_connection_provider
+INSERT INTO connection_providers (participant_id, dcp_id, roles, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (participant_id, dcp_id) DO UPDATE SET roles = excluded.roles, updated_at = excluded.updated_at;
+
+-- name: delete_connection_provider
+DELETE FROM connection_providers WHERE participant_id = $1 AND dcp_id = $2;
+
+-- name: insert_admin_key
+INSERT INTO admin_keys (key_hash, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING;
+
+-- name: insert_channel
+INSERT INTO channels (interface_id, definition, updated_at) VALUES ($1, $2, $3) ON CONFLICT (interface_id) DO NOTHING;
+
+-- name: update_channel
+UPDATE channels SET definition = $2, updated_at = $3 WHERE interface_id = $1;
+
+-- name: delete_channel
+DELETE FROM channels WHERE interface_id = $1;
+
+-- name: insert_webhook
+INSERT INTO webhooks (participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by,
+                      updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (participant_id, kind, interface_id) DO NOTHING;
+
+-- name: update_webhook
+UPDATE webhooks SET url = $4, max_message_count = $5, max_payload_kb = $6, registered_by = $7, updated_at = $8
+WHERE participant_id = $1 AND kind = $2 AND interface_id = $3;
+
+-- name: delete_webhook
+DELETE FROM webhooks WHERE participant_id = $1 AND kind = $2 AND interface_id = $3;
+
+-- name: insert_identity
+INSERT INTO dip_identity (id, key_pem, cert_pem, created_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING;
+
+-- name: identity
+SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1;
+
+-- ---------------------------------------------------------------------------------------
+-- Messages
+
+-- name: existing_references
+-- which of one sender's references are taken (the unique index on (sender_id, sur) decides)
+SELECT sur FROM messages WHERE sender_id = $1 AND sur = ANY($2);
+
+-- name: message
+SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
+       correlation_id, mpan, received_at, payload, a0_secondary, a0_always, common_start, common_end
+FROM messages WHERE transaction_id = $1;
+
+-- name: count_messages
+SELECT count(*) FROM messages;
+
+-- name: senders
+SELECT transaction_id, sender_id, correlation_id FROM messages WHERE transaction_id = ANY($1);
+
+-- name: stored_messages
+-- what delivery needs of the stored messages a queue's next call carries (message_cache.StoredMessage)
+SELECT transaction_id, payload, correlation_id, received_at, a0_secondary, a0_always, common_start, common_end
+FROM messages WHERE transaction_id = ANY($1);
+
+-- ---------------------------------------------------------------------------------------
+-- The MPAN registry
+
+-- name: registry_version
+SELECT value FROM meta WHERE key = 'registry_seq';
+
+-- name: next_registry_version
+UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value;
+
+-- name: appointments
+SELECT mpan, role, effective_from, participant_id, effective_to FROM mpan_appointments WHERE mpan = ANY($1);
+
+-- name: registry_changes
+-- ORDER BY seq walks the seq index in any plan (a DISTINCT would scan the table)
+SELECT mpan FROM mpan_appointments WHERE seq > $1 ORDER BY seq LIMIT $2;
+
+-- name: appointment_conflict
+-- how a bulk upsert of appointments treats a key already there: the new row replaces it
+ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded.participant_id,
+    effective_to = excluded.effective_to, seq = excluded.seq;
+
+-- ---------------------------------------------------------------------------------------
+-- Delivery queues
+
+-- name: upsert_queue
+-- a queue's next attempt moves to now unless its head is backing off (retries > 0)
+INSERT INTO queues (queue, recipient_id, interface_id, next_attempt_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (queue) DO UPDATE SET next_attempt_at = CASE
+    WHEN queues.retries = 0 AND excluded.next_attempt_at < queues.next_attempt_at THEN excluded.next_attempt_at
+    ELSE queues.next_attempt_at END;
+
+-- name: make_due
+UPDATE queues SET next_attempt_at = $1 WHERE recipient_id = $2 AND retries = 0 AND next_attempt_at > $1;
+
+-- name: claim
+-- a scalar subquery, not EXISTS: EXISTS may be planned as a join that reads every delivery of
+-- the queue; this probes the (queue, id) index once per due queue
+UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN (
+    SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+    AND (SELECT d.id FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'
+         AND d.id > queues.delivered_through ORDER BY d.id LIMIT 1) IS NOT NULL
+    ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+RETURNING queue, recipient_id, interface_id, retries;
+
+-- name: pending
+-- a queue's next deliveries, above its watermark (the stored messages are read apart: stored_messages)
+SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body
+FROM deliveries d
+WHERE d.queue = $1 AND d.state = 'pending' AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1)
+ORDER BY d.id LIMIT $2;
+
+-- name: lease_holder
+SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE;
+
+-- name: settle_deliveries
+UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3, done_at = $4
+WHERE id = ANY($5);
+
+-- name: record_call
+INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING;
+
+-- name: release_queue
+UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL,
+    delivered_through = CASE WHEN delivered_through > $3 THEN delivered_through ELSE $3 END
+WHERE queue = $4;
+
+-- ---------------------------------------------------------------------------------------
+-- What became of messages (the delivery_status view: a delivered row still says 'pending' in
+-- deliveries; its queue's watermark says it was delivered)
+
+-- name: delivery_states
+SELECT transaction_id, recipient_id, role, kind, state FROM delivery_status WHERE transaction_id = ANY($1)
+ORDER BY id;
+
+-- name: delivery_history
+SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
+FROM delivery_status WHERE transaction_id = $1 ORDER BY id;
+
+-- name: queue_overview
+-- every queue (or one recipient's: $1) with its backlog, counted on the pending index, and its head
+SELECT o.queue, o.recipient_id, o.interface_id, o.pending, o.retries, o.next_attempt_at, o.lease_owner,
+       o.lease_until, h.accepted_at, h.attempts, h.last_status, h.last_error
+FROM (SELECT q.queue, q.recipient_id, q.interface_id, q.retries, q.next_attempt_at, q.lease_owner, q.lease_until,
+             (SELECT count(*) FROM deliveries d
+              WHERE d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through) AS pending,
+             (SELECT d.id FROM deliveries d
+              WHERE d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through
+              ORDER BY d.id LIMIT 1) AS head
+      FROM queues q WHERE CAST($1 AS TEXT) IS NULL OR q.recipient_id = $1) o
+LEFT JOIN deliveries h ON h.id = o.head ORDER BY o.queue;
+
+-- name: undelivered
+-- one state's undelivered deliveries above a cursor ($2), oldest first, optionally one recipient's
+-- ($3) or one channel's ($4). The IN list repeats the partial index's predicate word for word, so
+-- that both planners may use the index whatever state is asked for.
+SELECT d.id, d.transaction_id, m.interface_id, m.sender_id, d.recipient_id, d.role, d.kind, d.state,
+       d.attempts, d.accepted_at, d.done_at, d.last_status, d.last_error
+FROM deliveries d LEFT JOIN messages m ON m.transaction_id = d.transaction_id
+WHERE d.state = $1 AND d.state IN ('dead', 'failed', 'rejected') AND d.id > $2
+  AND (CAST($3 AS TEXT) IS NULL OR d.recipient_id = $3) AND (CAST($4 AS TEXT) IS NULL OR m.interface_id = $4)
+ORDER BY d.id LIMIT $5;
+
+-- ---------------------------------------------------------------------------------------
+-- Migrations
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,
+                                              applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: migration_applied
+SELECT 1 FROM schema_migrations WHERE version = $1;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, applied_at) VALUES ($1, CURRENT_TIMESTAMP);

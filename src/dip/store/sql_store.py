@@ -1,0 +1,389 @@
+"""The store: every persistence operation, written once for both databases.
+
+``SqlStore`` runs the named statements of sql/queries.sql through a dialect
+(``connector.Database``: SQLite or PostgreSQL) and holds the logic of each operation: how a
+batch of messages is checked for taken references and written with its deliveries, how a
+queue is claimed, read and settled, how directory rows are upserted. It decides nothing about
+messages (routing, retries and outcomes are decided above it); it keeps the database's
+invariants: one transaction per operation, the state version bumped with every change to the
+shared state, the queue rows locked before deliveries are drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from dip.exceptions import UniqueViolation
+from dip.store.base import (
+    AppointmentRow,
+    Claim,
+    DeliveryRow,
+    DirectoryRows,
+    MessageRow,
+    ParticipantRow,
+    PendingDelivery,
+    Settlement,
+    WebhookRow,
+    by_outcome,
+)
+from dip.store.connector import Connection, Database, Reader
+from dip.store.message_cache import MessageCache, StoredMessage, pending_from
+from dip.store.migrations import migrate
+from dip.store.queries import Queries, load
+from dip.store.reports import UNDELIVERED_STATES, DeliveryHistory, QueueState, Undelivered
+
+MESSAGE_COLUMNS = MessageRow._fields
+DELIVERY_COLUMNS = ("queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body")
+APPOINTMENT_COLUMNS = ("mpan", "role", "effective_from", "participant_id", "effective_to", "seq")
+DELIVERIES = "dip_deliveries"  # the channel nodes are told on when deliveries are committed
+STATE = "dip_state"  # ... and when the shared state (participants, channels, ...) changed
+_INSERT_ATTEMPTS = 5  # insert_messages: concurrent batches racing for one reference
+
+
+class SqlStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.q: Queries = load(db.translate)
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.db.open()
+        try:
+            await migrate(self.db, self.q)
+        except BaseException:
+            await self.db.close()
+            raise
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    @contextlib.asynccontextmanager
+    async def _changing_state(self) -> AsyncIterator[Connection]:
+        """A transaction that changes the state every node caches: the version moves with it."""
+        async with self.db.transaction() as tx:
+            yield tx
+            await tx.execute(self.q.bump_state_version)
+            await tx.notify(STATE)
+
+    # -- shared state ----------------------------------------------------------------------------
+
+    async def state_version(self) -> int:
+        return int(await self.db.fetchval(self.q.state_version))
+
+    async def load_directory(self) -> DirectoryRows:
+        q = self.q
+        async with self.db.snapshot() as r:
+            participants = await r.fetch(q.participants)
+            keys = await r.fetch(q.api_keys)
+            certificates = await r.fetch(q.certificates)
+            providers = await r.fetch(q.connection_providers)
+            admins = await r.fetch(q.admin_keys)
+            webhooks = await r.fetch(q.webhooks)
+        return DirectoryRows(
+            participants=[ParticipantRow(p[0], p[1], tuple(json.loads(p[2])), bool(p[3])) for p in participants],
+            api_keys=[(k[0], k[1]) for k in keys],
+            certificates=[(c[0], c[1]) for c in certificates],
+            providers=[(p[0], p[1], tuple(json.loads(p[2]))) for p in providers],
+            admin_keys=[a[0] for a in admins],
+            webhooks=[WebhookRow._make(w) for w in webhooks],
+        )
+
+    async def load_channels(self) -> list[tuple[str, bytes]]:
+        return [(r[0], bytes(r[1])) for r in await self.db.fetch(self.q.channels)]
+
+    async def _put(self, insert: str, update: str, *args: Any) -> bool:
+        """Insert the row, or update the one with its key; True when inserted. Exact when two
+        callers put one new key at once: the second insert waits for the first and then updates."""
+        async with self._changing_state() as tx:
+            if await tx.execute(insert, *args):
+                return True
+            await tx.execute(update, *args)
+            return False
+
+    async def put_participant(self, row: ParticipantRow, now: int) -> bool:
+        return await self._put(self.q.insert_participant, self.q.update_participant,
+                               row.id, row.name, json.dumps(list(row.roles)), row.active, now)
+
+    async def offboard_participant(self, participant_id: str, channel_updates: list[tuple[str, bytes]],
+                                   now: int) -> bool:
+        q = self.q
+        async with self._changing_state() as tx:
+            deactivated = await tx.execute(q.deactivate_participant, now, participant_id)
+            await tx.execute(q.drop_connection_providers_of, participant_id)
+            await tx.execute(q.drop_webhooks_of, participant_id)
+            for interface_id, definition in channel_updates:
+                await tx.execute(q.update_channel, interface_id, definition, now)
+        return deactivated > 0
+
+    async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None:
+        async with self._changing_state() as tx:
+            await tx.execute(self.q.insert_api_key, key_hash, participant_id, now)
+
+    async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
+                              now: int) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.insert_certificate, fingerprint, participant_id, pem, not_after, now) > 0
+
+    async def certificate_holder(self, fingerprint: str) -> str | None:
+        holder = await self.db.fetchval(self.q.certificate_holder, fingerprint)
+        return None if holder is None else str(holder)
+
+    async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
+                                      now: int) -> None:
+        async with self._changing_state() as tx:
+            if roles:
+                await tx.execute(self.q.put_connection_provider, participant_id, dcp_id, json.dumps(list(roles)), now)
+            else:
+                await tx.execute(self.q.delete_connection_provider, participant_id, dcp_id)
+
+    async def add_admin_key(self, key_hash: str, now: int) -> None:
+        async with self._changing_state() as tx:
+            await tx.execute(self.q.insert_admin_key, key_hash, now)
+
+    async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
+        return await self._put(self.q.insert_channel, self.q.update_channel, interface_id, definition, now)
+
+    async def delete_channel(self, interface_id: str) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.delete_channel, interface_id) > 0
+
+    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
+        return await self._put(self.q.insert_webhook, self.q.update_webhook, *row, now)
+
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.delete_webhook, participant_id, kind, interface_id) > 0
+
+    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
+        async with self.db.transaction() as tx:
+            await tx.execute(self.q.insert_identity, key_pem, cert_pem, now)
+            row = await tx.fetchrow(self.q.identity)
+        assert row is not None
+        return str(row[0]), str(row[1])
+
+    # -- messages --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def message_batch(self) -> AsyncIterator[_Batch]:
+        if self.db.concurrent_writers:
+            # each add() writes its rows at once inside the open transaction, so storing
+            # overlaps checking (PostgreSQL COPYs a chunk while later chunks are validated)
+            async with self.db.transaction() as tx:
+                batch = _Batch(self, tx)
+                yield batch
+                await batch.finish(tx)
+        else:
+            # one writer: the references are checked as the rows come (reads) and everything is
+            # written in one short transaction at the end, so a batch still being validated never
+            # holds the write lock
+            batch = _Batch(self, None)
+            yield batch
+            if batch:
+                async with self.db.transaction() as tx:
+                    await batch.finish(tx)
+
+    async def insert_messages(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                              appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
+        """Check and write in one transaction. Two such transactions can still race for one new
+        reference (PostgreSQL): the loser fails on the unique index and is run again, and then
+        finds the winner's row."""
+        if not rows:
+            return []
+        for attempt in range(_INSERT_ATTEMPTS):
+            try:
+                async with self.db.transaction() as tx:
+                    batch = _Batch(self, tx)
+                    skipped = await batch.add(rows, deliveries, appointments)
+                    await batch.finish(tx)
+                    return skipped
+            except UniqueViolation:
+                if attempt == _INSERT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_message(self, transaction_id: str) -> MessageRow | None:
+        row = await self.db.fetchrow(self.q.message, transaction_id)
+        return None if row is None else MessageRow._make((*row[:11], bytes(row[11]), *row[12:]))
+
+    async def count_messages(self) -> int:
+        return int(await self.db.fetchval(self.q.count_messages))
+
+    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        rows = await self.db.fetch(self.q.senders, sorted(set(transaction_ids)))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- the MPAN registry ------------------------------------------------------------------------
+
+    async def _put_appointments(self, tx: Connection, rows: Sequence[AppointmentRow]) -> int:
+        seq = int(await tx.fetchval(self.q.next_registry_version))
+        # the last row of a key wins, as in one load of the same file twice
+        latest = {(r.mpan, r.role, r.effective_from): r for r in rows}
+        await tx.upsert("mpan_appointments", APPOINTMENT_COLUMNS, [(*r, seq) for r in latest.values()],
+                        self.q.appointment_conflict)
+        return seq
+
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        async with self.db.transaction() as tx:
+            seq = await self._put_appointments(tx, rows)
+        if len(rows) >= 10_000:  # a bulk load: plans for the registry queries need fresh statistics
+            await self.db.refresh_statistics("mpan_appointments")
+        return seq
+
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
+        return [AppointmentRow._make(r) for r in await self.db.fetch(self.q.appointments, sorted(set(mpans)))]
+
+    async def registry_version(self) -> int:
+        return int(await self.db.fetchval(self.q.registry_version))
+
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
+        version = await self.registry_version()
+        if since < 0 or version == since:
+            return version, None if since < 0 else []
+        mpans = [r[0] for r in await self.db.fetch(self.q.registry_changes, since, limit + 1)]
+        return version, None if len(mpans) > limit else list(dict.fromkeys(mpans))
+
+    # -- delivery queues ---------------------------------------------------------------------------
+
+    async def _enqueue(self, tx: Connection, rows: Sequence[DeliveryRow], now: int) -> None:
+        # Upsert (and so lock) the queue rows first, in a fixed order: a concurrent transaction
+        # adding to the same queue waits here until this one commits, so delivery IDs, which the
+        # worker serves in order, follow the commit order per queue.
+        queues = {r.queue: r for r in rows}
+        await tx.executemany(self.q.upsert_queue,
+                             [(q, r.recipient_id, q.split("|", 1)[1], now) for q, r in sorted(queues.items())])
+        await tx.copy("deliveries", DELIVERY_COLUMNS, rows)
+        await tx.notify(DELIVERIES)
+
+    async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
+        if rows:
+            async with self.db.transaction() as tx:
+                await self._enqueue(tx, rows, now)
+
+    async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
+        return await self.db.listen(DELIVERIES, wake)
+
+    async def make_due(self, recipient_id: str, now: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(self.q.make_due, now, recipient_id)
+            await tx.notify(DELIVERIES)
+
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        async with self.db.transaction() as tx:
+            return [Claim._make(r) for r in await tx.fetch(self.q.claim, owner, now + lease, now, limit)]
+
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
+        return await pending_from(await self.db.fetch(self.q.pending, queue, limit), self._stored_messages, cache)
+
+    async def _stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
+        rows = await self.db.fetch(self.q.stored_messages, transaction_ids)
+        return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
+
+    async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
+                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+        q = self.q
+        async with self.db.transaction() as tx:
+            if await tx.fetchval(q.lease_holder, queue) != owner:
+                return False
+            written, runs = by_outcome(settlements)
+            for (state, status, error), ids in written.items():
+                await tx.execute(q.settle_deliveries, state, status, error, None if state == "pending" else now, ids)
+            if runs:
+                await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
+                                                     for r in runs])
+            await tx.execute(q.release_queue, next_attempt_at, retries, max((r.last_id for r in runs), default=0),
+                             queue)
+            if relay:
+                await self._enqueue(tx, relay, now)
+        return True
+
+    # -- what became of messages --------------------------------------------------------------------
+
+    async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
+        rows = await self.db.fetch(self.q.delivery_states, transaction_ids)
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
+        return [DeliveryHistory._make(r) for r in await self.db.fetch(self.q.delivery_history, transaction_id)]
+
+    async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
+        return [QueueState._make(r) for r in await self.db.fetch(self.q.queue_overview, recipient_id)]
+
+    async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
+                          interface_id: str | None = None) -> list[Undelivered]:
+        if state not in UNDELIVERED_STATES:
+            raise ValueError(f"not an undelivered state: {state!r}")
+        rows = await self.db.fetch(self.q.undelivered, state, after, recipient_id, interface_id, limit)
+        return [Undelivered._make(r) for r in rows]
+
+
+class _Batch:
+    """Messages added a chunk at a time, with their deliveries and registry changes.
+
+    ``add`` leaves out the rows whose (sender, reference) is already stored. Inside an open
+    transaction (``tx``) the kept rows are written at once; without one they are gathered and
+    ``finish`` writes them. ``finish`` writes the deliveries and the registry changes last, so
+    the queue rows it locks stay locked only briefly.
+    """
+
+    def __init__(self, store: SqlStore, tx: Connection | None) -> None:
+        self._store = store
+        self._tx = tx
+        self.rows: list[MessageRow] = []
+        self.deliveries: list[DeliveryRow] = []
+        self.appointments: list[AppointmentRow] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.deliveries or self.appointments)
+
+    async def _taken(self, rows: Sequence[MessageRow]) -> set[tuple[str, str]]:
+        reader: Reader = self._tx if self._tx is not None else self._store.db
+        by_sender: dict[str, list[str]] = {}
+        for r in rows:
+            by_sender.setdefault(r.sender_id, []).append(r.sur)
+        taken: set[tuple[str, str]] = set()
+        for sender_id, surs in by_sender.items():
+            found = await reader.fetch(self._store.q.existing_references, sender_id, surs)
+            taken.update((sender_id, r[0]) for r in found)
+        return taken
+
+    async def add(self, rows: list[MessageRow], deliveries: Sequence[Sequence[DeliveryRow]] = (),
+                  appointments: Sequence[Sequence[AppointmentRow]] = ()) -> list[int]:
+        """Add rows to the batch, except those whose (sender_id, sur) already exists.
+
+        ``deliveries[i]`` and ``appointments[i]`` (when given) are the routing outcome and the
+        MPAN registry changes of ``rows[i]``; they are stored with it, or left out with it.
+        Returns the indexes (into ``rows``) of the rows left out.
+        """
+        if not rows:
+            return []
+        taken = await self._taken(rows)
+        skipped = [i for i, r in enumerate(rows) if (r.sender_id, r.sur) in taken] if taken else []
+        kept: Sequence[int] = range(len(rows))
+        records: Sequence[MessageRow] = rows
+        if skipped:
+            left_out = set(skipped)
+            kept = [i for i in range(len(rows)) if i not in left_out]
+            records = [rows[i] for i in kept]
+        if self._tx is not None:
+            if records:
+                await self._tx.copy("messages", MESSAGE_COLUMNS, records)
+        else:
+            self.rows.extend(records)
+        if deliveries:
+            self.deliveries.extend(d for i in kept for d in deliveries[i])
+        if appointments:
+            self.appointments.extend(a for i in kept for a in appointments[i])
+        return skipped
+
+    async def finish(self, tx: Connection) -> None:
+        """Write what is left: gathered rows, then the deliveries, then the registry changes."""
+        if self.rows:
+            await tx.copy("messages", MESSAGE_COLUMNS, self.rows)
+        if self.deliveries:
+            await self._store._enqueue(tx, self.deliveries, max(d.accepted_at for d in self.deliveries))
+        if self.appointments:
+            await self._store._put_appointments(tx, self.appointments)

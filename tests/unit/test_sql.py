@@ -1,0 +1,70 @@
+"""The store's named SQL and SQLite's translation of it (the statements are written once)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from importlib import resources
+
+import pytest
+
+from dip.store import queries
+from dip.store.migrations import migrations
+from dip.store.sqlite import statements, translate
+
+
+def test_placeholders_lists_and_row_locks_become_sqlites() -> None:
+    sql = "SELECT a FROM t WHERE b = $1 AND c = ANY($2) AND d > $1 ORDER BY a LIMIT $3 FOR UPDATE SKIP LOCKED"
+    assert translate(sql) == ("SELECT a FROM t WHERE b = ?1 AND c IN (SELECT value FROM json_each(?2))"
+                              " AND d > ?1 ORDER BY a LIMIT ?3")
+    assert translate("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE") == (
+        "SELECT lease_owner FROM queues WHERE queue = ?1")
+
+
+def test_column_types_become_sqlites_and_postgres_storage_settings_are_left_out() -> None:
+    script = """-- a comment; with a semicolon
+    CREATE TABLE t (id BIGSERIAL PRIMARY KEY, n BIGINT NOT NULL, ok BOOLEAN, body BYTEA, at TIMESTAMPTZ);
+    ALTER TABLE t ALTER COLUMN body SET COMPRESSION lz4;
+    CREATE INDEX t_n ON t (n);"""
+    assert statements(script) == [
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, ok INTEGER, body BLOB, at TEXT)",
+        "CREATE INDEX t_n ON t (n)",
+    ]
+
+
+def test_the_file_parses_into_named_statements() -> None:
+    parsed = queries.parse("-- name: one\n-- what it is\nSELECT 1;\n\n-- name: two\nSELECT\n  2;\n")
+    assert parsed == {"one": "SELECT 1", "two": "SELECT\n  2"}
+    with pytest.raises(ValueError, match="twice"):
+        queries.parse("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
+
+
+def test_an_unknown_query_name_is_an_error() -> None:
+    q = queries.load(translate)
+    with pytest.raises(AttributeError, match="no query named 'nope'"):
+        q.nope  # noqa: B018
+
+
+def test_every_statement_is_valid_sqlite_once_translated() -> None:
+    """Each statement prepares against a migrated SQLite schema (a translation that left
+    PostgreSQL syntax behind fails here rather than on some rarely used path)."""
+    conn = sqlite3.connect(":memory:")
+    q = queries.load(translate)
+    conn.execute(q.create_schema_migrations)
+    for _, script in migrations():
+        for statement in statements(script):
+            conn.execute(statement)
+    for name in q.names():
+        sql = getattr(q, name)
+        if name == "appointment_conflict":  # a clause of a bulk upsert, not a statement
+            sql = ("INSERT INTO mpan_appointments (mpan, role, effective_from, participant_id, effective_to, seq)"
+                   f" VALUES (?1, ?2, ?3, ?4, ?5, ?6) {sql}")
+        marks = {int(m) for m in re.findall(r"\?(\d+)", sql)}
+        conn.execute(f"EXPLAIN {sql}", [None] * max(marks, default=0))
+
+
+def test_the_store_runs_no_sql_outside_the_file() -> None:
+    """Statements live in sql/queries.sql; the store module and the dialects hold none of their own
+    beyond the dialects' primitives (COPY, temporary tables, pragmas, transaction control)."""
+    source = resources.files("dip.store").joinpath("sql_store.py").read_text(encoding="utf-8")
+    assert not re.search(r'"(SELECT|INSERT|UPDATE|DELETE) ', source)
