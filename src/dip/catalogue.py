@@ -20,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Literal
 
 import jsonschema_rs
 import msgspec
+import orjson
 
 from dip import ids
 from dip.exceptions import CatalogueError
@@ -209,3 +211,17 @@ class Catalogue:
     @classmethod
     def from_rows(cls, rows: list[tuple[str, bytes]]) -> Catalogue:
         return cls({iid: parse_definition(iid, body) for iid, body in rows})
+
+
+def default_catalogue(with_demo_schemas: bool = False) -> list[tuple[str, bytes]]:
+    """The shipped catalogue: every v2.1.0 channel; the demo adds small custom-block schemas."""
+    data = resources.files("dip").joinpath("data")
+    channels = orjson.loads(data.joinpath("default_catalogue.json").read_bytes())["channels"]
+    schemas = orjson.loads(data.joinpath("demo_schemas.json").read_bytes()) if with_demo_schemas else {}
+    out = []
+    for definition in channels:
+        interface_id = definition["interfaceID"]
+        if interface_id in schemas:
+            definition = {**definition, "customBlockSchema": schemas[interface_id]}
+        out.append((interface_id, parse_definition(interface_id, orjson.dumps(definition)).to_json()))
+    return out

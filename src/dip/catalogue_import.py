@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from dip.catalogue import default_catalogue
 from dip.openapi_import import load_reference
-from dip.service import default_catalogue
 
 
 def import_into_dip(directory: Path, url: str, admin_key: str, only: list[str] | None = None) -> list[str]:

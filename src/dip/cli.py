@@ -90,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from dip import allocator
     from dip.api import create_app
-    from dip.service import DipService
+    from dip.node import Node
 
     allocator.tune()
     settings = settings_from(args)
@@ -99,7 +99,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base_url = f"http://{settings.host}:{settings.port}"
 
-    async def on_started(dip: DipService) -> None:
+    async def on_started(dip: Node) -> None:
         if settings.demo:
             from dip.demo import seed
 
@@ -137,7 +137,7 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
     import dataclasses
     import signal
 
-    from dip.service import DipService
+    from dip.node import Node
 
     if not settings.deliver:
         print("dip: --no-api with --no-delivery leaves nothing to run", file=sys.stderr)
@@ -146,7 +146,7 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
     settings = dataclasses.replace(settings, validation_workers=0)  # it validates nothing
 
     async def run() -> None:
-        dip = DipService(settings)
+        dip = Node(settings)
         await dip.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -80,3 +80,7 @@ class Settings:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
         if "{transactionID}" not in self.service_ticket_url:
             raise ConfigurationError("--service-ticket-url must contain {transactionID}")
+
+    def ticket_url(self, transaction_id: str) -> str:
+        """The service-desk URL of a transaction (D0.serviceTicketURL, the StandardResponse's)."""
+        return self.service_ticket_url.replace("{transactionID}", transaction_id)

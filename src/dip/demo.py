@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dip.directory import hash_api_key
+from dip.node import Node
 from dip.samples import SAMPLE_MPANS, sample_mpans
-from dip.service import DipService
 from dip.signing import fingerprint, generate_identity, load_certificate_pem
 from dip.store import AppointmentRow
 
@@ -42,21 +42,21 @@ DEMO_PARTICIPANTS = (
 DEMO_HOLDERS = {"SUP": "1000000001", "LDSO": "1500000001"}
 
 
-async def seed(dip: DipService, base_url: str) -> list[Path]:
+async def seed(dip: Node, base_url: str) -> list[Path]:
     """On-board the demo participants and write their profiles; returns the profile paths."""
     folder = dip.settings.data_dir / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     profiles = []
     for p in DEMO_PARTICIPANTS:
-        await dip.put_participant(p.participant_id, p.name, [p.role])
+        await dip.participants.put(p.participant_id, p.name, [p.role])
         profile = folder / f"{p.role}.json"
         if not _still_valid(dip, profile):
             key_pem, cert_pem = generate_identity(f"{p.name} ({p.participant_id})")
             (folder / f"{p.role}.key.pem").write_bytes(key_pem)
             os.chmod(folder / f"{p.role}.key.pem", 0o600)
             (folder / f"{p.role}.cert.pem").write_bytes(cert_pem)
-            await dip.register_certificate(p.participant_id, cert_pem.decode("ascii"))
-            api_key = await dip.new_api_key(p.participant_id)
+            await dip.participants.register_certificate(p.participant_id, cert_pem.decode("ascii"))
+            api_key = await dip.participants.new_api_key(p.participant_id)
             profile.write_text(json.dumps({
                 "participantId": p.participant_id,
                 "name": p.name,
@@ -70,18 +70,18 @@ async def seed(dip: DipService, base_url: str) -> list[Path]:
             os.chmod(profile, 0o600)
         profiles.append(profile)
     # The demo connection provider may send for the data service (DCP tour step).
-    await dip.put_connection_provider("1300000001", "1600000001", ["SDS"])
+    await dip.participants.put_connection_provider("1300000001", "1600000001", ["SDS"])
     # The demo supplier and distributor hold the MPANs `dip send --generate` uses, so messages
     # routed by MPAN (IF-021) find them.
-    if not await dip.store.appointments(sample_mpans(1)):
-        await dip.load_appointments([
+    if not (await dip.views.mpan(sample_mpans(1)[0])).appointments:
+        await dip.registry_loads.load([
             AppointmentRow(mpan, role, "2020-01-01", participant, None)
             for mpan in sample_mpans(SAMPLE_MPANS) for role, participant in DEMO_HOLDERS.items()
         ])
     return profiles
 
 
-def _still_valid(dip: DipService, profile: Path) -> bool:
+def _still_valid(dip: Node, profile: Path) -> bool:
     if not profile.exists():
         return False
     try:
@@ -89,7 +89,7 @@ def _still_valid(dip: DipService, profile: Path) -> bool:
         cert = load_certificate_pem((profile.parent / data["certFile"]).read_bytes())
     except (OSError, ValueError, KeyError):
         return False
-    directory = dip.directory
+    directory = dip.state.directory
     return bool(
         directory.api_keys.get(hash_api_key(data["apiKey"])) == data["participantId"]
         and directory.certificates.get(fingerprint(cert)) == data["participantId"]

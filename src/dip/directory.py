@@ -10,6 +10,7 @@ import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 def hash_api_key(key: str) -> str:
@@ -29,10 +30,15 @@ class Participant:
     active: bool = True
 
 
+class WebhookKind(StrEnum):
+    PUBLICATION = "publication"  # a channel's publications (interface_id names the channel)
+    STATUS = "status"  # status messages (interface_id is "")
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     participant_id: str
-    kind: str  # "publication" | "status"
+    kind: str  # a WebhookKind
     interface_id: str  # "" for the status-message webhook
     url: str
     max_message_count: int

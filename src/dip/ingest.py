@@ -18,6 +18,7 @@ from dip import ids, registry_updates, routing
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Directory, Participant
+from dip.queue import publication_queue
 from dip.registry import Appointment, Registry, RegistryView
 from dip.store.base import AppointmentRow, DeliveryRow, MessageRow
 from dip.validation import Checked, Header, payload_bytes
@@ -148,7 +149,7 @@ class Judge:
         for r in routed.recipients:
             queue = queues.get(r.participant_id)
             if queue is None:
-                queue = queues[r.participant_id] = f"{r.participant_id}|{interface_id}"
+                queue = queues[r.participant_id] = publication_queue(r.participant_id, interface_id)
             out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at))
         return tuple(out), ",".join(routed.secondary_ids), ",".join(routed.always_ids)
 
@@ -190,13 +191,10 @@ class Judge:
                 problem = Code.SENDER_INVALID, f"senderDIPID '{h.sender_id}' is not an on-boarded DIP participant"
             elif h.sender_id != caller.physical.id or h.dcp_id is not None:
                 problem = _acting_problem(h, caller, directory)
-            if problem is None and sender is not None and h.sender_role not in sender.roles:
-                problem = Code.SENDER_ROLE_INVALID, f"senderRoleID {h.sender_role} is not a role of '{h.sender_id}'"
-            if problem is None and h.sender_role not in channel.sender_roles:
-                problem = Code.SENDER_ROLE_INVALID, (
-                    f"role {h.sender_role} may not send on {interface_id} "
-                    f"(senders: {', '.join(sorted(channel.sender_roles))})"
-                )
+            if problem is None and sender is not None:
+                why = sender_role_problem(channel, sender, h.sender_role)
+                if why is not None:
+                    problem = Code.SENDER_ROLE_INVALID, why
             if problem is None:
                 why = ids.sender_reference_problem(h.sur, interface_id, h.sender_id, h.sender_role)
                 if why is not None:
@@ -274,8 +272,23 @@ def judge(
     return Judge(channel, directory, caller, now, received_at, registry)(checked, raws)
 
 
+def sender_role_problem(channel: Channel, sender: Participant, role: str | None = None) -> str | None:
+    """MSG1010 (Sender Role Invalid), the one rule: why ``sender`` may not send on ``channel`` in
+    ``role`` (or, with no role given, in any role it holds); None when it may."""
+    if role is not None and role not in sender.roles:
+        return f"senderRoleID {role} is not a role of '{sender.id}'"
+    if not ({role} if role is not None else sender.roles) & channel.sender_roles:
+        senders = ", ".join(sorted(channel.sender_roles))
+        if role is None:
+            return f"'{sender.id}' holds no role that may send on {channel.interface_id} ({senders})"
+        return f"role {role} may not send on {channel.interface_id} (senders: {senders})"
+    return None
+
+
 def may_send_on(channel: Channel, caller: Caller, directory: Directory) -> bool:
-    """Whether the caller could ever send on this channel (else the request is 403)."""
-    if caller.physical.roles & channel.sender_roles:
+    """Whether the caller could ever send on this channel, itself or for a participant it acts
+    for (else the request is refused at once, 403 MSG1010)."""
+    if sender_role_problem(channel, caller.physical) is None:
         return True
-    return any(roles & channel.sender_roles for roles in directory.represented_by(caller.physical.id).values())
+    return any(sender_role_problem(channel, Participant(pid, "", roles)) is None
+               for pid, roles in directory.represented_by(caller.physical.id).items())

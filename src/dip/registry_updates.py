@@ -24,7 +24,7 @@ import msgspec
 
 from dip import ids
 from dip.catalogue import RegistryUpdate
-from dip.obfuscation import parse_pointer
+from dip.pointers import parse_pointer
 from dip.registry import Appointment
 from dip.store.base import AppointmentRow
 

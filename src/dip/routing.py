@@ -27,6 +27,7 @@ from typing import NamedTuple, Protocol
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Directory
+from dip.queue import DeliveryKind
 
 
 class Lookup(Protocol):
@@ -36,7 +37,7 @@ class Lookup(Protocol):
 class Recipient(NamedTuple):
     participant_id: str
     role: str
-    kind: str  # "primary" | "secondary" | "always"
+    kind: DeliveryKind
 
 
 class Routed(NamedTuple):
@@ -76,7 +77,7 @@ def route(
     rules = channel.definition.routing
     found: dict[tuple[str, str], Recipient] = {}
 
-    def add(participant_id: str, role: str, kind: str) -> None:
+    def add(participant_id: str, role: str, kind: DeliveryKind) -> None:
         key = (participant_id, role)
         if key != sender and key not in found:
             found[key] = Recipient(participant_id, role, kind)
@@ -91,7 +92,7 @@ def route(
             return RoutingError(Code.PRIMARY_ROLE_INVALID,
                                 f"primary recipient '{pid}' holds none of {', '.join(rules.primary)}")
         for role in roles:
-            add(pid, role, "primary")
+            add(pid, role, DeliveryKind.PRIMARY)
 
     secondary_ids: list[str] = []
     if rules.secondary:
@@ -105,7 +106,7 @@ def route(
                 if participant is None or role not in participant.roles:
                     continue  # an appointment of a party since off-boarded or without the role
                 resolved += 1
-                add(pid, role, "secondary")
+                add(pid, role, DeliveryKind.SECONDARY)
                 if pid not in secondary_ids:
                     secondary_ids.append(pid)
         if not resolved and not any(p is not None for p in primary):
@@ -118,7 +119,7 @@ def route(
 
     always_ids: list[str] = []
     for pid, role in always_recipients(channel, directory) if always is None else always:
-        add(pid, role, "always")
+        add(pid, role, DeliveryKind.ALWAYS)
         if pid not in always_ids:
             always_ids.append(pid)
 

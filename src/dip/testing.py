@@ -29,7 +29,7 @@ import uvicorn
 from dip.api import create_app
 from dip.client import Identity
 from dip.config import Settings
-from dip.service import DipService
+from dip.node import Node
 from dip.signing import generate_identity
 
 ADMIN_KEY = "test-admin-key"
@@ -77,9 +77,9 @@ class RunningDip:
         self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key)
         self.admin_key = admin_key
         self.url = f"http://127.0.0.1:{port}"
-        self.service = DipService(self.settings)
+        self.node = Node(self.settings)
         self._server = _PromptServer(uvicorn.Config(
-            create_app(self.settings, self.service), host="127.0.0.1", port=port, log_level="warning",
+            create_app(self.settings, self.node), host="127.0.0.1", port=port, log_level="warning",
             loop="asyncio", http="h11", lifespan="on",
         ))
         self._thread = threading.Thread(target=self._server.run, name=f"dip-{port}", daemon=True)
@@ -102,7 +102,7 @@ class RunningDip:
         if self._thread.is_alive():  # say where it is stuck: a DIP that will not stop is a bug
             frame = sys._current_frames().get(self._thread.ident or -1)
             where = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
-            loop = self.service.loop
+            loop = self.node.loop
             for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
                 where += f"\n{task!r}:\n" + "".join(traceback.format_stack(task.get_stack()[-1]))
             warnings.warn(f"the DIP on {self.url} did not stop within 30 s; its thread is at:\n{where}",

@@ -8,7 +8,7 @@ participant can observe: the calls a webhook receives (and when), the delivery s
 records, and the status messages the sender's status webhook receives.
 
 Timing assertions compare the receivers' arrival times (``time.monotonic()``) with the bounds
-dip.retry documents, with a little slack for scheduling.
+dip.egress.retry documents, with a little slack for scheduling.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_a
 Cast = dict[str, Identity]
 DipFactory = Callable[..., RunningDip]
 
-THRESHOLD = 5  # dip.delivery.worker.CircuitBreakers: failed calls in a row before the breaker opens
+THRESHOLD = 5  # dip.egress.breaker.CircuitBreakers: failed calls in a row before the breaker opens
 CLOCK = 0.02  # arrival times are taken on another thread than the worker's clock: allow a hair
 SLACK = 0.5  # scheduling slack on upper bounds: the worker's poll, a claim, building and signing
 
@@ -109,7 +109,7 @@ def report_level_4(dip: RunningDip, cast: Cast, transaction_id: str, text: str) 
 
 
 def backoff_bounds(retry: int, initial: float, most: float) -> tuple[float, float]:
-    """The wait before retry number ``retry`` as dip.retry's docstring states it: the base is
+    """The wait before retry number ``retry`` as dip.egress.retry's docstring states it: the base is
     ``min(max_delay, initial * 2 ** (n - 1))``, jitter drawn from ``[max(initial, base / 2), base]``."""
     base = min(most, initial * 2 ** (retry - 1))
     return max(initial, base / 2), base
@@ -279,7 +279,7 @@ class Row:
 
 TIMEOUT = 0.5  # webhook_timeout_seconds in the egress-table tests
 
-# E2E 4.6.6.1, row by row, as dip.retry.classify and dip.delivery.sender.interpret document it
+# E2E 4.6.6.1, row by row, as dip.egress.outcomes.classify and dip.egress.sender.interpret document it
 EGRESS_TABLE = [
     pytest.param([Row(201, 1, "delivered")], id="201-delivered"),
     pytest.param([Row(200, 1, "delivered"), Row(202, 1, "delivered")],  # recorded with a note, not repeated

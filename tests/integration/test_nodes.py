@@ -30,7 +30,7 @@ import pytest
 
 from dip.client import DipClient, Identity
 from dip.config import Settings
-from dip.service import DipService
+from dip.node import Node
 from dip.store import Claim, MessageRow, Store
 from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
 from tests.helpers import MDS, SUP, consumption, items, onboard_all, with_store
@@ -198,7 +198,7 @@ def dip_serve(tmp_path: Path, name: str, database_url: str, *options: str,
 def record_claims(node: RunningDip) -> list[str]:
     """The queues this node's worker claims from now on (a pass-through around its store's claim)."""
     claimed: list[str] = []
-    store = node.service.store
+    store = node.node.store
     original = store.claim
 
     async def claim(owner: str, now: int, lease: int, limit: int) -> list[Claim]:
@@ -224,7 +224,7 @@ def test_two_nodes_share_the_queues_and_deliver_everything_exactly_once(shared_d
             cast = onboard_all(admin)
         register_webhooks(nodes[0].url, cast, hooks, max_message_count=7)
         # the other node learns of participants and webhooks through the shared database
-        wait_until(lambda: all(node.service.directory.webhook(r, "publication", "IF-021") is not None
+        wait_until(lambda: all(node.node.state.directory.webhook(r, "publication", "IF-021") is not None
                                for node in nodes for r in RECIPIENTS), 10, "both nodes know both webhooks")
 
         accepted: list[str] = []
@@ -445,7 +445,7 @@ async def test_a_node_stops_at_once_even_when_woken_as_it_is_told_to_stop(settin
     """A wake-up (another node's commit) at the moment of a SIGTERM must not swallow the stop:
     Python 3.11's asyncio.wait_for returns the awaited result instead of raising when cancelled
     just as that result arrives, which left the worker looping and the node running for ever."""
-    dip = DipService(settings)
+    dip = Node(settings)
     await dip.start()
     assert dip.worker is not None
     for _ in range(3):  # a few rounds of the claim loop, so it is waiting for a wake-up

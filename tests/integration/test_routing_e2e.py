@@ -20,7 +20,7 @@ import pytest
 
 from dip import ids
 from dip.client import DipClient, Identity, Response
-from dip.obfuscation import masked_value
+from dip.egress.obfuscation import masked_value
 from dip.samples import consumption_block, meter_install_block, mpan_core
 from dip.store import AppointmentRow
 from dip.testing import AdminClient, RunningDip, WebhookReceiver

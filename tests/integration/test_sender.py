@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from dip.delivery.sender import WebhookSender, interpret
-from dip.retry import Outcome
+from dip.egress.outcomes import Outcome
+from dip.egress.sender import WebhookSender, interpret
 from dip.signing import generate_identity, load_private_key_pem, verify_request
 from dip.testing import WebhookReceiver
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from dip.delivery.egress import Publication, egress_body, egress_element, egress_payload
+from dip.egress.body import Publication, egress_body, egress_element, egress_payload
 from dip.validation import common_span
 
 STORED = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dip.delivery.element_cache import ElementCache, element_key
+from dip.egress.element_cache import ElementCache, element_key
 
 PUB = "PUB-021"
 

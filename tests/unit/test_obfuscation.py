@@ -1,4 +1,4 @@
-"""Field obfuscation per recipient role (E2E 4.3.2; API contract ``obfuscation``; dip.obfuscation).
+"""Field obfuscation per recipient role (E2E 4.3.2; API contract ``obfuscation``; dip.egress.obfuscation).
 
 A recipient role must never see the real value of a masked field, the masked message must still
 look like the original (same shape, schema-friendly replacements), and the archive keeps the
@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dip.catalogue import parse_definition
-from dip.obfuscation import DATE, DATETIME, DIP_ID, mask, masked_value, parse_pointer
+from dip.egress.obfuscation import DATE, DATETIME, DIP_ID, mask, masked_value
+from dip.pointers import parse_pointer
 
 
 def masked(payload: Any, *pointers: str) -> Any:

@@ -10,7 +10,7 @@ makes up rather than on hand-picked cases:
 (b) signatures (dip.signing.verify_request): any headers, body, method, URL and clock either
     verify or raise SignatureError, a valid signature verifies and any single-byte change of
     body, method, URL or date makes it fail;
-(c) masking (dip.obfuscation.mask): never raises, never changes its argument, keeps the shape
+(c) masking (dip.egress.obfuscation.mask): never raises, never changes its argument, keeps the shape
     (same keys, array lengths, leaf kinds and string lengths), and masking twice is masking once;
 (d) routing (dip.routing.route): never raises, never sends a message back to the sender's own
     participant/role pair, never lists a pair twice, every recipient holds the role it receives
@@ -40,16 +40,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from dip import signing
-from dip.catalogue import Channel, parse_definition
+from dip.catalogue import Channel, default_catalogue, parse_definition
 from dip.codes import Code
 from dip.directory import Directory, Participant
+from dip.egress.obfuscation import mask
 from dip.exceptions import SignatureError
 from dip.ingest import Caller, Verdict, judge
-from dip.obfuscation import mask
 from dip.registry import Appointment, Registry
 from dip.routing import Routed, RoutingError, route, routing_day
 from dip.samples import consumption_block, meter_install_block
-from dip.service import default_catalogue
 from dip.validation import MAX_HELP, Checked, check_chunk, payload_bytes, spec_for, split_batch
 
 # `make fuzz` raises the number of examples (DIP_FUZZ_PROPERTY_EXAMPLES); make test keeps it bounded

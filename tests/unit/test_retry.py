@@ -1,4 +1,4 @@
-"""Webhook retry policy (E2E 4.6.6.1 egress table; API contract timing knobs; dip.retry).
+"""Webhook retry policy (E2E 4.6.6.1 egress table; API contract timing knobs; dip.egress.retry).
 
 Which answers are retried decides whether a recipient gets its messages at all, and the backoff
 decides how hard a struggling recipient is hit; the dead-letter deadline bounds both.
@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dip.retry import Outcome, RetryPolicy, classify, parse_retry_after
+from dip.egress.outcomes import Outcome, classify
+from dip.egress.retry import RetryPolicy, parse_retry_after
 
 # ---------------------------------------------------------------------------------------------
 # the egress table, row by row

@@ -1,4 +1,4 @@
-"""Which callback URLs the DIP will call (E2E 4.6.2; API contract section 3; dip.webhooks).
+"""Which callback URLs the DIP will call (E2E 4.6.2; API contract section 3; dip.egress.url_safety).
 
 Outside DEV a participant's callback URL must not let it make the DIP call into its own network
 (SSRF): https on the standard port only, and every address the name resolves to must be public.
@@ -11,7 +11,7 @@ import ipaddress
 
 import pytest
 
-from dip.webhooks import MAX_URL_LENGTH, callback_url_problem
+from dip.egress.url_safety import MAX_URL_LENGTH, callback_url_problem
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1::1"
@@ -223,7 +223,7 @@ def test_dev_allows_loopback_but_still_needs_a_resolvable_host() -> None:
 @pytest.mark.parametrize("address", ["64:ff9b::a00:1", "2002:a00:1::1", "::a00:1", "::ffff:192.168.1.1",
                                      "2001:0:4136:e378:8000:63bf:f5ff:fffe"])
 def test_ipv6_forms_of_private_ipv4_addresses_are_refused_outside_dev(address: str) -> None:
-    from dip.webhooks import callback_url_problem
+    from dip.egress.url_safety import callback_url_problem
 
     problem = callback_url_problem("https://sneaky.example/hook", "PRD", lambda host: [address])
     assert problem is not None and "non-public" in problem

@@ -14,18 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dip import ids
-from dip.api.common import JSON, BodyTooLarge, read_body, service
+from dip.admin.participants import CertificateTaken
+from dip.api.common import JSON, BodyTooLarge, node, read_body
 from dip.catalogue import ChannelDefinition
 from dip.directory import Participant
 from dip.exceptions import CatalogueError, SignatureError
-from dip.service import DipService
+from dip.node import Node
 
 _ROLE = re.compile(ids.ROLE_PATTERN)
 
 
-def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> DipService:
-    dip = service(request)
-    if not x_api_key or not dip.directory.is_admin_key(x_api_key):
+def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Node:
+    dip = node(request)
+    if not x_api_key or not dip.state.directory.is_admin_key(x_api_key):
         raise HTTPException(401, "an admin X-API-Key is required")
     return dip
 
@@ -44,7 +45,7 @@ class AdminRoute(APIRoute):
         return admin_first
 
 
-Admin = Annotated[DipService, Depends(require_admin)]
+Admin = Annotated[Node, Depends(require_admin)]
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 
 
@@ -93,8 +94,8 @@ def _out(p: Participant) -> ParticipantOut:
     return ParticipantOut(participantId=p.id, name=p.name, roles=sorted(p.roles), active=p.active)
 
 
-def _active(dip: DipService, participant_id: str) -> Participant:
-    p = dip.directory.active(participant_id)
+def _active(dip: Node, participant_id: str) -> Participant:
+    p = dip.state.directory.active(participant_id)
     if p is None:
         raise HTTPException(404, f"no on-boarded participant '{participant_id}'")
     return p
@@ -104,14 +105,14 @@ def _active(dip: DipService, participant_id: str) -> Participant:
             responses={201: {"model": ParticipantOut}})
 async def put_participant(participant_id: str, body: ParticipantIn, dip: Admin, response: Response) -> ParticipantOut:
     _participant_id(participant_id)
-    created = await dip.put_participant(participant_id, body.name, body.roles)
+    created = await dip.participants.put(participant_id, body.name, body.roles)
     response.status_code = 201 if created else 200
-    return _out(dip.directory.participants[participant_id])
+    return _out(dip.state.directory.participants[participant_id])
 
 
 @router.get("/participants/{participant_id}", response_model=ParticipantOut)
 async def get_participant(participant_id: str, dip: Admin) -> ParticipantOut:
-    p = dip.directory.participants.get(participant_id)
+    p = dip.state.directory.participants.get(participant_id)
     if p is None:
         raise HTTPException(404, f"no participant '{participant_id}'")
     return _out(p)
@@ -120,7 +121,7 @@ async def get_participant(participant_id: str, dip: Admin) -> ParticipantOut:
 @router.delete("/participants/{participant_id}", status_code=204, response_class=Response)
 async def offboard_participant(participant_id: str, dip: Admin) -> Response:
     _active(dip, participant_id)
-    await dip.offboard(participant_id)
+    await dip.participants.offboard(participant_id)
     return Response(status_code=204)
 
 
@@ -130,7 +131,7 @@ async def list_webhooks(participant_id: str, dip: Admin) -> Response:
     hooks = [
         {"kind": w.kind, "interfaceID": w.interface_id or None, "callbackURL": w.url,
          "maxMessageCount": w.max_message_count, "maxPayloadSize": w.max_payload_kb, "registeredBy": w.registered_by}
-        for (pid, _, _), w in sorted(dip.directory.webhooks.items()) if pid == participant_id
+        for (pid, _, _), w in sorted(dip.state.directory.webhooks.items()) if pid == participant_id
     ]
     return Response(orjson.dumps(hooks), media_type=JSON)
 
@@ -138,7 +139,7 @@ async def list_webhooks(participant_id: str, dip: Admin) -> Response:
 @router.post("/participants/{participant_id}/api-keys", status_code=201, response_model=ApiKeyOut)
 async def create_api_key(participant_id: str, dip: Admin) -> ApiKeyOut:
     _active(dip, participant_id)
-    return ApiKeyOut(apiKey=await dip.new_api_key(participant_id))
+    return ApiKeyOut(apiKey=await dip.participants.new_api_key(participant_id))
 
 
 @router.post("/participants/{participant_id}/certificates", status_code=201, response_model=CertificateOut)
@@ -146,10 +147,10 @@ async def register_certificate(participant_id: str, body: CertificateIn, dip: Ad
                                response: Response) -> CertificateOut:
     _active(dip, participant_id)
     try:
-        created, fingerprint = await dip.register_certificate(participant_id, body.certificatePem)
+        created, fingerprint = await dip.participants.register_certificate(participant_id, body.certificatePem)
     except SignatureError as exc:
         raise HTTPException(400, str(exc)) from exc
-    except ValueError as exc:
+    except (CertificateTaken, ValueError) as exc:
         raise HTTPException(409, str(exc)) from exc
     response.status_code = 201 if created else 200
     return CertificateOut(participantId=participant_id, fingerprint=fingerprint)
@@ -164,7 +165,7 @@ async def put_connection_provider(participant_id: str, dcp_id: str, body: RolesI
     missing = set(body.roles) - participant.roles
     if missing:
         raise HTTPException(400, f"'{participant_id}' does not hold role(s) {', '.join(sorted(missing))}")
-    await dip.put_connection_provider(participant_id, dcp_id, body.roles)
+    await dip.participants.put_connection_provider(participant_id, dcp_id, body.roles)
     return ConnectionProviderOut(participantId=participant_id, dcpId=dcp_id, roles=sorted(set(body.roles)))
 
 
@@ -184,7 +185,7 @@ async def put_channel(interface_id: str, request: Request, dip: Admin) -> Respon
     except BodyTooLarge as exc:
         raise HTTPException(413, "a channel definition may be at most 64 MB") from exc
     try:
-        created, channel = await dip.put_channel(interface_id.upper(), body)
+        created, channel = await dip.channels.put(interface_id.upper(), body)
     except CatalogueError as exc:
         raise HTTPException(400, str(exc)) from exc
     return Response(channel.to_json(), status_code=201 if created else 200, media_type=JSON)
@@ -192,7 +193,7 @@ async def put_channel(interface_id: str, request: Request, dip: Admin) -> Respon
 
 @router.get("/channels", response_class=Response)
 async def list_channels(dip: Admin) -> Response:
-    channels = sorted(dip.catalogue.channels.values(), key=lambda c: c.interface_id)
+    channels = sorted(dip.state.catalogue.channels.values(), key=lambda c: c.interface_id)
     summary = [
         {"interfaceID": c.interface_id, "publicationID": c.publication_id, "title": c.definition.title,
          "officialSchemas": bool(c.definition.payloadSchemas)}
@@ -203,7 +204,7 @@ async def list_channels(dip: Admin) -> Response:
 
 @router.get("/channels/{interface_id}", response_class=Response)
 async def get_channel(interface_id: str, dip: Admin) -> Response:
-    channel = dip.catalogue.get(interface_id)
+    channel = dip.state.catalogue.get(interface_id)
     if channel is None:
         raise HTTPException(404, f"no channel {interface_id}")
     return Response(channel.to_json(), media_type=JSON)
@@ -211,7 +212,7 @@ async def get_channel(interface_id: str, dip: Admin) -> Response:
 
 @router.delete("/channels/{interface_id}", status_code=204, response_class=Response)
 async def delete_channel(interface_id: str, dip: Admin) -> Response:
-    if not await dip.delete_channel(interface_id.upper()):
+    if not await dip.channels.delete(interface_id.upper()):
         raise HTTPException(404, f"no channel {interface_id}")
     return Response(status_code=204)
 

@@ -1,4 +1,4 @@
-"""The ASGI application: routes, the service's life cycle, and error bodies that are never 500s."""
+"""The ASGI application: routes, the node's life cycle, and error bodies that are never 500s."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from dip import __version__
-from dip.api import admin, monitoring, participant, registry, status, webhooks
-from dip.api.common import error_response
+from dip.api import admin, errors, monitoring, participant, registry, status, webhooks
 from dip.api.openapi_docs import complete_responses
 from dip.api.paths import CaseInsensitivePaths
-from dip.codes import Code
 from dip.config import Settings
-from dip.exceptions import StoreError, UnstorableValue
-from dip.service import DipService
+from dip.node import Node
 
 log = logging.getLogger("dip.api")
 
@@ -35,21 +29,21 @@ Operator routes live under `/admin` and take the admin API key.
 
 def create_app(
     settings: Settings,
-    dip: DipService | None = None,
-    on_started: Callable[[DipService], Awaitable[None]] | None = None,
+    dip: Node | None = None,
+    on_started: Callable[[Node], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    service = dip or DipService(settings)
+    node = dip or Node(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        app.state.dip = service
+        await node.start()
+        app.state.node = node
         if on_started is not None:
-            await on_started(service)
+            await on_started(node)
         try:
             yield
         finally:
-            await service.stop()
+            await node.stop()
 
     app = FastAPI(
         title="DIP - Send Messages & Receive Publications",
@@ -68,26 +62,7 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "environment": settings.environment}
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = [f"{'/'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
-        return JSONResponse({"detail": problems}, status_code=400)
-
-    @app.exception_handler(UnstorableValue)
-    async def unstorable(request: Request, exc: UnstorableValue) -> Response:
-        log.warning("refused a value on %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": [f"a value in the request cannot be stored: {exc}"]}, status_code=400)
-
-    @app.exception_handler(StoreError)
-    async def store_unavailable(request: Request, exc: StoreError) -> Response:
-        # The database is down or failing: nothing was acknowledged, so the sender may retry.
-        log.error("store error on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(
-            request.app.state.dip, 503, Code.PROCESSING_FAILED,
-            "503 Service Unavailable: the DIP cannot reach its database; nothing in this request was "
-            "accepted. Retry with back-off.",
-            headers={"Retry-After": "5"},
-        )
+    errors.install(app, settings.dip_id)
 
     generate = app.openapi
 

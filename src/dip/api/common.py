@@ -1,4 +1,4 @@
-"""Helpers shared by the route modules: reading bodies within limits, error bodies, callers."""
+"""Helpers shared by the route modules: the node, reading bodies within limits, who is calling."""
 
 from __future__ import annotations
 
@@ -7,27 +7,27 @@ import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
-from starlette.responses import Response
 
-from dip import ids
+from dip.api.errors import JSON, Refusal
 from dip.api.paths import SENT_PATH
 from dip.codes import Code
+from dip.config import Settings
 from dip.exceptions import SignatureError
 from dip.ingest import Caller
-from dip.responses import item, standard_response
-from dip.service import DipService
+from dip.node import Node
 from dip.signing import API_KEY, verify_request
 
-JSON = "application/json"
+__all__ = ["JSON", "BodyTooLarge", "authenticate", "is_json", "node", "read_body", "signed_urls"]
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-def service(request: Request) -> DipService:
-    dip: DipService = request.app.state.dip
-    return dip
+def node(request: Request) -> Node:
+    """The node serving this app (its use cases, its state, its settings)."""
+    found: Node = request.app.state.node
+    return found
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -52,22 +52,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def error_response(dip: DipService, status: int, code: Code, help_text: str, recipient_id: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
-    stamp = ids.timestamp(datetime.now(UTC))
-    body = standard_response(
-        [item(code=code, sent_timestamp=stamp, sender_id=dip.settings.dip_id, recipient_id=recipient_id,
-              help_text=help_text)],
-        stamp,
-    )
-    return Response(body, status_code=status, media_type=JSON, headers=headers)
-
-
-def signed_urls(dip: DipService, request: Request) -> list[str]:
+def signed_urls(settings: Settings, request: Request) -> list[str]:
     """The URLs the caller may have signed, under the configured public base URL if any: first
     exactly as sent (percent-encoding and all), then, if different, decoded (a client that signs
     the URL before its HTTP library percent-encodes it)."""
-    base = (dip.settings.public_base_url.rstrip("/") if dip.settings.public_base_url
+    base = (settings.public_base_url.rstrip("/") if settings.public_base_url
             else f"{request.url.scheme}://{request.url.netloc}")
     scope = request.scope
     sent = scope.get(SENT_PATH) or scope.get("raw_path") or scope["path"].encode("utf-8")
@@ -78,36 +67,35 @@ def signed_urls(dip: DipService, request: Request) -> list[str]:
     return [as_sent] if decoded == as_sent else [as_sent, decoded]
 
 
-def authenticate(dip: DipService, request: Request, body: bytes, require_signature: bool = True,
-                 ) -> Caller | Response:
-    """API key, then signature headers, then whose certificate it is (401 on any failure)."""
+def authenticate(dip: Node, request: Request, body: bytes, require_signature: bool = True) -> Caller:
+    """API key, then signature headers, then whose certificate it is (a 401 Refusal on any failure)."""
     key = request.headers.get(API_KEY)
     if not key:
-        return error_response(dip, 401, Code.PROCESSING_FAILED, f"401 Unauthorised: missing {API_KEY} header")
-    directory = dip.directory
+        raise Refusal(401, Code.PROCESSING_FAILED, f"401 Unauthorised: missing {API_KEY} header")
+    directory = dip.state.directory
     principal = directory.participant_for_key(key)
     if principal is None:
-        return error_response(dip, 401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
+        raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
     if not require_signature:
         return Caller(principal, principal)
     now = datetime.now(UTC)
     try:
-        signer = verify_request(request.headers, request.method, signed_urls(dip, request), body, now,
+        signer = verify_request(request.headers, request.method, signed_urls(dip.settings, request), body, now,
                                 max_skew=timedelta(seconds=dip.settings.signature_max_skew_seconds),
                                 body_sha256=getattr(request.state, "body_sha256", None))
     except SignatureError as exc:
-        return error_response(dip, 401, Code.PROCESSING_FAILED, f"401 Unauthorised: {exc}", principal.id)
+        raise Refusal(401, Code.PROCESSING_FAILED, f"401 Unauthorised: {exc}", principal.id) from exc
     owner = directory.certificate_owner(signer.fingerprint)
     if owner is None:
-        return error_response(
-            dip, 401, Code.PROCESSING_FAILED,
+        raise Refusal(
+            401, Code.PROCESSING_FAILED,
             f"401 Unauthorised: the signing certificate (SHA-256 {signer.fingerprint[:16]}...) is not "
             "registered with the DIP",
             principal.id,
         )
     if owner.id != principal.id and not directory.provider_roles(principal.id, owner.id):
-        return error_response(
-            dip, 401, Code.PROCESSING_FAILED,
+        raise Refusal(
+            401, Code.PROCESSING_FAILED,
             f"401 Unauthorised: the signing certificate belongs to '{owner.id}', which is neither the API "
             f"key's participant '{principal.id}' nor one of its connection providers",
             principal.id,

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from dip import ids
 from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON
-from dip.store.reports import UNDELIVERED_STATES
+from dip.queue import DeliveryState
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 
@@ -36,9 +36,10 @@ async def transaction(transaction_id: str, dip: Admin,
                       payload: Annotated[bool, Query(description="include the payload as archived")] = False,
                       ) -> Response:
     """A message as the DIP accepted it and, per recipient, what became of it."""
-    row = await dip.store.get_message(transaction_id)
-    if row is None:
+    found_message = await dip.views.transaction(transaction_id)
+    if found_message is None:
         raise HTTPException(404, f"no message with transactionID '{transaction_id[:80]}'")
+    row, history = found_message
     found: dict[str, Any] = {
         "transactionID": row.transaction_id,
         "interfaceID": row.interface_id,
@@ -55,7 +56,7 @@ async def transaction(transaction_id: str, dip: Admin,
             {"recipientID": d.recipient_id, "role": d.role, "kind": d.kind, "state": d.state,
              "attempts": d.attempts, "acceptedAt": _at(d.accepted_at), "doneAt": _at(d.done_at),
              "lastStatus": d.last_status, "lastError": d.last_error}
-            for d in await dip.store.delivery_history(transaction_id)
+            for d in history
         ],
     }
     if payload:
@@ -74,7 +75,7 @@ async def queues(dip: Admin, recipient: Annotated[str | None, Query(
          "oldestPendingAcceptedAt": _at(q.head_accepted_at), "headAttempts": q.head_attempts,
          "lastStatus": q.head_status, "lastError": q.head_error, "retries": q.retries,
          "nextAttemptAt": _at(q.next_attempt_at), "leaseOwner": q.lease_owner, "leaseUntil": _at(q.lease_until)}
-        for q in await dip.store.queue_overview(recipient)
+        for q in await dip.views.queues(recipient)
     ]}), media_type=JSON)
 
 
@@ -96,11 +97,10 @@ async def undelivered(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Deliveries that ended without reaching their recipient, in the order they were queued."""
-    assert state in UNDELIVERED_STATES
     interface_id = channel.upper() if channel is not None else None
     if interface_id is not None and not ids.is_interface_id(interface_id):
         raise HTTPException(400, f"channel '{channel}' is not an interface ID like IF-021")
-    rows = await dip.store.undelivered(state, after, limit, recipient, interface_id)
+    rows = await dip.views.undelivered(DeliveryState(state), after, limit, recipient, interface_id)
     return Response(orjson.dumps({
         "deliveries": [
             {"transactionID": u.transaction_id, "interfaceID": u.interface_id, "senderID": u.sender_id,

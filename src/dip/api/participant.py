@@ -11,10 +11,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dip.api.common import JSON, BodyTooLarge, authenticate, error_response, is_json, read_body, service
+from dip.api.common import JSON, BodyTooLarge, authenticate, is_json, node, read_body
+from dip.api.errors import PlainRefusal, Refusal
 from dip.api.openapi_docs import SEND_DOCS, VALIDATE_DOCS
 from dip.codes import Code
-from dip.ingest import Caller, may_send_on
+from dip.ingest import may_send_on
 from dip.validation import paused_gc, split_batch
 
 router = APIRouter()
@@ -30,60 +31,54 @@ log = logging.getLogger("dip.api")
     response_class=Response,
 )
 async def send_messages(interface_id: str, request: Request) -> Response:
-    dip = service(request)
+    dip = node(request)
     settings = dip.settings
     now = datetime.now(UTC)
     started = time.perf_counter()
     try:
         body = await read_body(request, settings.max_body_bytes)
-    except BodyTooLarge:
-        return error_response(
-            dip, 413, Code.PROCESSING_FAILED,
-            f"413 Payload Too Large: at most {settings.max_body_bytes} bytes per call; send smaller batches",
-        )
+    except BodyTooLarge as exc:
+        raise Refusal(413, Code.PROCESSING_FAILED, f"413 Payload Too Large: at most {settings.max_body_bytes} "
+                      "bytes per call; send smaller batches") from exc
     read = time.perf_counter()
     caller = authenticate(dip, request, body)
-    if not isinstance(caller, Caller):
-        return caller
     log.debug("%s: read %d bytes in %.3f s, authenticated in %.3f s", interface_id, len(body), read - started,
               time.perf_counter() - read)
     recipient = caller.principal.id
-    channel = dip.catalogue.get(interface_id)
+    channel = dip.state.catalogue.get(interface_id)
     if channel is None:
-        return error_response(dip, 404, Code.INTERFACE_INVALID,
-                              f"404 Not Found: there is no channel {interface_id}", recipient)
-    if not may_send_on(channel, caller, dip.directory):
-        return error_response(
-            dip, 403, Code.SENDER_ROLE_INVALID,
+        raise Refusal(404, Code.INTERFACE_INVALID, f"404 Not Found: there is no channel {interface_id}", recipient)
+    if not may_send_on(channel, caller, dip.state.directory):
+        raise Refusal(
+            403, Code.SENDER_ROLE_INVALID,
             f"403 Forbidden: '{caller.physical.id}' holds no role that may send on {channel.interface_id} "
             f"({', '.join(sorted(channel.sender_roles))}) and acts for no participant that does",
             recipient,
         )
     if not is_json(request):
-        return error_response(dip, 400, Code.SCHEMA_FAILURE,
-                              "Content-Type must be application/json", recipient)
+        raise Refusal(400, Code.SCHEMA_FAILURE, "Content-Type must be application/json", recipient)
     with paused_gc():
         raws = split_batch(body)
     if isinstance(raws, str):
-        return error_response(dip, 400, Code.SCHEMA_FAILURE, raws, recipient)
+        raise Refusal(400, Code.SCHEMA_FAILURE, raws, recipient)
     if not raws:
-        return error_response(dip, 400, Code.SCHEMA_FAILURE, "the array must hold at least one message", recipient)
+        raise Refusal(400, Code.SCHEMA_FAILURE, "the array must hold at least one message", recipient)
     if len(raws) > settings.max_messages_per_call:
-        return error_response(
-            dip, 413, Code.PROCESSING_FAILED,
+        raise Refusal(
+            413, Code.PROCESSING_FAILED,
             f"413 Payload Too Large: {len(raws)} messages in one call; the limit is "
             f"{settings.max_messages_per_call}. Split the batch.",
             recipient,
         )
     wait = dip.limiter.take(caller.principal.id, len(raws))
     if wait:
-        return error_response(
-            dip, 429, Code.PROCESSING_FAILED,
+        raise Refusal(
+            429, Code.PROCESSING_FAILED,
             f"429 Too Many Requests: over {settings.rate_limit_messages_per_second:g} messages/s; "
             f"retry after {wait:.0f} s",
             recipient, headers={"Retry-After": f"{wait:.0f}"},
         )
-    status, response = await dip.ingest(channel, caller, raws, now, body)
+    status, response = await dip.accept(channel, caller, raws, now, body)
     return Response(response, status_code=status, media_type=JSON)
 
 
@@ -95,30 +90,25 @@ async def send_messages(interface_id: str, request: Request) -> Response:
     response_class=Response,
 )
 async def validate_messages(interface_id: str, event: str, request: Request) -> Response:
-    dip = service(request)
+    dip = node(request)
     try:
         body = await read_body(request, dip.settings.max_body_bytes)
-    except BodyTooLarge:
-        return Response(orjson.dumps("413 Payload Too Large"), status_code=413, media_type=JSON)
+    except BodyTooLarge as exc:
+        raise PlainRefusal(413, "413 Payload Too Large") from exc
     caller = authenticate(dip, request, body, require_signature=False)
-    if not isinstance(caller, Caller):
-        return caller
-    channel = dip.catalogue.get(interface_id)
+    channel = dip.state.catalogue.get(interface_id)
     if channel is None:
-        return Response(orjson.dumps(f"{Code.INTERFACE_INVALID.value} - there is no channel {interface_id}"),
-                        status_code=404, media_type=JSON)
+        raise PlainRefusal(404, f"{Code.INTERFACE_INVALID.value} - there is no channel {interface_id}")
     wanted = {code.strip("[]").lower(): code for code in channel.event_codes}
     event_code = wanted.get(event.strip("[]").lower())
     if event_code is None:
-        return Response(
-            orjson.dumps(f"{Code.SCHEMA_FAILURE.value} - {event} is not an event code of {channel.interface_id}"),
-            status_code=404, media_type=JSON,
-        )
+        raise PlainRefusal(404, f"{Code.SCHEMA_FAILURE.value} - {event} is not an event code of "
+                                f"{channel.interface_id}")
     raws = split_batch(body)
     if isinstance(raws, str) or not raws or len(raws) > dip.settings.max_messages_per_call:
         problem = raws if isinstance(raws, str) else "the array must hold 1 to 50,000 messages"
-        return Response(orjson.dumps(f"{Code.SCHEMA_FAILURE.value} - {problem}"), status_code=400, media_type=JSON)
+        raise PlainRefusal(400, f"{Code.SCHEMA_FAILURE.value} - {problem}")
     ok, text = await dip.validate(channel, event_code, caller, raws, datetime.now(UTC))
     if ok:
         return Response(orjson.dumps(f"{Code.SUCCESS.value} - {text}"), status_code=201, media_type=JSON)
-    return Response(orjson.dumps(text), status_code=400, media_type=JSON)
+    raise PlainRefusal(400, text)

@@ -16,7 +16,6 @@ from starlette.responses import Response
 from dip import ids
 from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON, BodyTooLarge, read_body
-from dip.registry import Appointment, Registry
 from dip.store import AppointmentRow
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
@@ -98,7 +97,7 @@ async def load_registry(request: Request, dip: Admin) -> Response:
         raise HTTPException(400, problems[:100] + more)
     rows = [AppointmentRow(a.MPANCore, a.role, a.effectiveFrom, a.participantId, a.effectiveTo)
             for a in load.appointments]
-    version = await dip.load_appointments(rows) if rows else await dip.store.registry_version()
+    version = await dip.registry_loads.load(rows)
     return Response(orjson.dumps({"loaded": len(rows), "registryVersion": version}), status_code=201,
                     media_type=JSON)
 
@@ -116,13 +115,10 @@ async def read_registry(mpan: str, dip: Admin, day: Annotated[str | None, Query(
         raise HTTPException(400, f"MPANCore '{mpan[:20]}' is not 13 digits")
     if day is not None and not _day(day):
         raise HTTPException(400, f"date '{day[:20]}' is not a date YYYY-MM-DD")
-    rows = sorted(await dip.store.appointments([mpan]), key=lambda r: (r.role, r.effective_from))
+    view = await dip.views.mpan(mpan, day)
     found: dict[str, object] = {"MPANCore": mpan, "appointments": [
         {"role": r.role, "participantId": r.participant_id, "effectiveFrom": r.effective_from,
-         "effectiveTo": r.effective_to} for r in rows]}
+         "effectiveTo": r.effective_to} for r in view.appointments]}
     if day is not None:
-        registry = Registry(Appointment(r.mpan, r.role, r.participant_id, r.effective_from, r.effective_to)
-                            for r in rows)
-        holders = {role: registry.lookup(mpan, role, day) for role in sorted({r.role for r in rows})}
-        found |= {"date": day, "holders": {role: ids for role, ids in holders.items() if ids}}
+        found |= {"date": day, "holders": view.holders}
     return Response(orjson.dumps(found), media_type=JSON)

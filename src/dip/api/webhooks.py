@@ -3,7 +3,7 @@
 A participant registers, per channel, the URL its publications are pushed to (one URL may serve
 every channel) and one URL for status messages. Only the participant itself or a DIP
 connection provider it appointed may do so; the request is signed like every participant call.
-Outside DEV only public ``https://`` URLs are accepted (dip.webhooks).
+Outside DEV only public ``https://`` URLs are accepted (dip.egress.url_safety).
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dip.api.common import JSON, BodyTooLarge, authenticate, error_response, read_body, service
+from dip.api.common import JSON, BodyTooLarge, authenticate, node, read_body
+from dip.api.errors import Refusal
 from dip.api.openapi_docs import SIGNATURE_PARAMETERS
 from dip.catalogue import Channel
 from dip.codes import Code
-from dip.directory import Webhook
+from dip.directory import Webhook, WebhookKind
+from dip.egress.url_safety import callback_url_problem
 from dip.ingest import Caller
-from dip.service import DipService
-from dip.webhooks import callback_url_problem
+from dip.node import Node
 
 router = APIRouter(tags=["DIP Channel Publication Configuration"])
 
@@ -56,58 +57,50 @@ def _number(value: Any, name: str, default: int, highest: int) -> int | str:
     return int(value)
 
 
-async def _authorised(dip: DipService, request: Request, recipient_id: str, channel: Channel | None,
-                      body: bytes) -> Caller | Response:
+def _authorised(dip: Node, request: Request, recipient_id: str, channel: Channel | None, body: bytes) -> Caller:
+    """The caller, when it may configure ``recipient_id``'s webhook (else a Refusal)."""
     caller = authenticate(dip, request, body)
-    if not isinstance(caller, Caller):
-        return caller
-    recipient = dip.directory.active(recipient_id)
+    directory = dip.state.directory
+    recipient = directory.active(recipient_id)
     if recipient is None:
-        return error_response(dip, 404, Code.PROCESSING_FAILED,
-                              f"404 Not Found: no on-boarded participant '{recipient_id}'", caller.principal.id)
+        raise Refusal(404, Code.PROCESSING_FAILED, f"404 Not Found: no on-boarded participant '{recipient_id}'",
+                      caller.principal.id)
     receiving = channel.receiving_roles() if channel is not None else recipient.roles
     named = channel is not None and recipient_id in channel.definition.routing.always.participants
     if channel is not None and not recipient.roles & receiving and not named:
-        return error_response(
-            dip, 403, Code.PROCESSING_FAILED,
-            f"403 Forbidden: '{recipient_id}' holds no role that receives {channel.publication_id}",
-            caller.principal.id,
-        )
+        raise Refusal(403, Code.PROCESSING_FAILED,
+                      f"403 Forbidden: '{recipient_id}' holds no role that receives {channel.publication_id}",
+                      caller.principal.id)
     if recipient_id in (caller.principal.id, caller.physical.id):
         return caller
-    if dip.directory.provider_roles(recipient_id, caller.physical.id) & receiving:
+    if directory.provider_roles(recipient_id, caller.physical.id) & receiving:
         return caller
-    return error_response(
-        dip, 403, Code.PROCESSING_FAILED,
+    raise Refusal(
+        403, Code.PROCESSING_FAILED,
         f"403 Forbidden: '{caller.physical.id}' is neither '{recipient_id}' nor a connection provider it appointed "
         "for this channel",
         caller.principal.id,
     )
 
 
-async def _prepare(request: Request, recipient_id: str, channel: Channel | None,
-                   ) -> tuple[DipService, bytes, Caller] | Response:
-    """Read the (small) body and check who is asking; an error response when they may not."""
-    dip = service(request)
+async def _prepare(request: Request, recipient_id: str, channel: Channel | None) -> tuple[Node, bytes, Caller]:
+    """Read the (small) body and check who is asking."""
+    dip = node(request)
     try:
         body = await read_body(request, 64 * 1024)
-    except BodyTooLarge:
-        return error_response(dip, 413, Code.PROCESSING_FAILED, "413 Payload Too Large: a webhook configuration")
-    caller = await _authorised(dip, request, recipient_id, channel, body)
-    return caller if not isinstance(caller, Caller) else (dip, body, caller)
+    except BodyTooLarge as exc:
+        raise Refusal(413, Code.PROCESSING_FAILED, "413 Payload Too Large: a webhook configuration") from exc
+    return dip, body, _authorised(dip, request, recipient_id, channel, body)
 
 
-async def _register(request: Request, recipient_id: str, kind: str, channel: Channel | None) -> Response:
-    prepared = await _prepare(request, recipient_id, channel)
-    if isinstance(prepared, Response):
-        return prepared
-    dip, body, caller = prepared
+async def _register(request: Request, recipient_id: str, kind: WebhookKind, channel: Channel | None) -> Response:
+    dip, body, caller = await _prepare(request, recipient_id, channel)
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return error_response(dip, 400, Code.SCHEMA_FAILURE, f"the body is not JSON: {exc}", recipient_id)
+        raise Refusal(400, Code.SCHEMA_FAILURE, f"the body is not JSON: {exc}", recipient_id) from exc
     if not isinstance(raw, dict):
-        return error_response(dip, 400, Code.SCHEMA_FAILURE, "the body must be a WebhookConfig object", recipient_id)
+        raise Refusal(400, Code.SCHEMA_FAILURE, "the body must be a WebhookConfig object", recipient_id)
     config: dict[str, Any] = {_FIELDS.get(str(k).lower(), str(k)): v for k, v in raw.items()}
     unknown = sorted(set(config) - set(_FIELDS.values()))
     url = config.get("callbackURL")
@@ -121,61 +114,55 @@ async def _register(request: Request, recipient_id: str, kind: str, channel: Cha
     if problem is None and isinstance(url, str):
         problem = await asyncio.to_thread(callback_url_problem, url, dip.settings.environment)
     if problem is not None:
-        return error_response(dip, 400, Code.SCHEMA_FAILURE, problem, recipient_id)
+        raise Refusal(400, Code.SCHEMA_FAILURE, problem, recipient_id)
     assert isinstance(url, str) and isinstance(count, int) and isinstance(size, int)
     hook = Webhook(recipient_id, kind, channel.interface_id if channel else "", url, count, size, caller.physical.id)
-    created = await dip.put_webhook(hook)
+    created = await dip.webhooks.put(hook)
     answer = {"recipientID": recipient_id, "publicationID": channel.publication_id if channel else None,
               "callbackURL": url, "maxMessageCount": count, "maxPayloadSize": size}
     return Response(orjson.dumps(answer), status_code=201 if created else 200, media_type=JSON)
 
 
-async def _remove(request: Request, recipient_id: str, kind: str, channel: Channel | None) -> Response:
-    prepared = await _prepare(request, recipient_id, channel)
-    if isinstance(prepared, Response):
-        return prepared
-    dip = prepared[0]
-    if not await dip.delete_webhook(recipient_id, kind, channel.interface_id if channel else ""):
-        return error_response(dip, 404, Code.PROCESSING_FAILED, "404 Not Found: no such webhook", recipient_id)
+async def _remove(request: Request, recipient_id: str, kind: WebhookKind, channel: Channel | None) -> Response:
+    dip, _, _ = await _prepare(request, recipient_id, channel)
+    if not await dip.webhooks.delete(recipient_id, kind, channel.interface_id if channel else ""):
+        raise Refusal(404, Code.PROCESSING_FAILED, "404 Not Found: no such webhook", recipient_id)
     return Response(status_code=204)
 
 
-def _channel(request: Request, interface_id: str) -> Channel | Response:
-    dip = service(request)
-    channel = dip.catalogue.get(interface_id)
+def _channel(request: Request, interface_id: str) -> Channel:
+    channel = node(request).state.catalogue.get(interface_id)
     if channel is None:
-        return error_response(dip, 404, Code.INTERFACE_INVALID, f"404 Not Found: there is no channel {interface_id}")
+        raise Refusal(404, Code.INTERFACE_INVALID, f"404 Not Found: there is no channel {interface_id}")
     return channel
 
 
 @router.post("/dip-channel/{interface_id}/pubconfig/{recipient_id}", openapi_extra=_DOCS, response_class=Response,
              summary="Register the webhook for a channel's publication", operation_id="configurePublication")
 async def configure_publication(interface_id: str, recipient_id: str, request: Request) -> Response:
-    channel = _channel(request, interface_id)
-    return channel if isinstance(channel, Response) else await _register(request, recipient_id, "publication", channel)
+    return await _register(request, recipient_id, WebhookKind.PUBLICATION, _channel(request, interface_id))
 
 
 @router.delete("/dip-channel/{interface_id}/pubconfig/{recipient_id}", status_code=204, response_class=Response,
                openapi_extra={"parameters": SIGNATURE_PARAMETERS}, summary="Remove a publication webhook")
 async def remove_publication(interface_id: str, recipient_id: str, request: Request) -> Response:
-    channel = _channel(request, interface_id)
-    return channel if isinstance(channel, Response) else await _remove(request, recipient_id, "publication", channel)
+    return await _remove(request, recipient_id, WebhookKind.PUBLICATION, _channel(request, interface_id))
 
 
 @router.post("/statusmessage/config/{recipient_id}", openapi_extra=_DOCS, response_class=Response,
              tags=["Status Messages"], summary="Register the status-message webhook")
 async def configure_status_messages(recipient_id: str, request: Request) -> Response:
-    return await _register(request, recipient_id, "status", None)
+    return await _register(request, recipient_id, WebhookKind.STATUS, None)
 
 
 @router.delete("/statusmessage/config/{recipient_id}", status_code=204, response_class=Response,
                tags=["Status Messages"], openapi_extra={"parameters": SIGNATURE_PARAMETERS},
                summary="Remove the status-message webhook")
 async def remove_status_messages(recipient_id: str, request: Request) -> Response:
-    return await _remove(request, recipient_id, "status", None)
+    return await _remove(request, recipient_id, WebhookKind.STATUS, None)
 
 
 @router.get("/dip/certificate", tags=["Operations"], response_class=Response,
             summary="The DIP's signing certificate (PEM), to verify its webhook calls")
 async def dip_certificate(request: Request) -> Response:
-    return Response(service(request).signing_cert_pem, media_type="application/x-pem-file")
+    return Response(node(request).signing_cert_pem, media_type="application/x-pem-file")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from dip.queue import DeliveryState
+
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
     from dip.store.reports import DeliveryHistory, QueueState, Undelivered
@@ -29,7 +31,7 @@ class ParticipantRow:
 
 class WebhookRow(NamedTuple):
     participant_id: str
-    kind: str  # "publication" | "status"
+    kind: str  # a directory.WebhookKind
     interface_id: str  # "" for the status-message webhook
     url: str
     max_message_count: int
@@ -44,7 +46,7 @@ class DeliveryRow(NamedTuple):
     transaction_id: str
     recipient_id: str
     role: str
-    kind: str  # "primary" | "secondary" | "always" | "status"
+    kind: str  # a DeliveryKind
     accepted_at: int  # microseconds since the epoch: the dead-letter clock starts here
     body: bytes | None = None  # status messages carry their StandardResponseBodyType JSON
 
@@ -78,7 +80,7 @@ class Settlement(NamedTuple):
     """What became of one delivery after a call."""
 
     id: int
-    state: str  # "pending" (retry later) | "delivered" | "rejected" | "failed" | "dead"
+    state: DeliveryState  # PENDING: tried again later
     status: int | None
     error: str | None
 
@@ -107,8 +109,8 @@ def by_outcome(settlements: Sequence[Settlement]) -> tuple[Outcomes, list[Delive
     for st in settlements:
         groups.setdefault((st.state, st.status, st.error), []).append(st.id)
     runs = [DeliveredRun(min(ids), max(ids), len(ids), status, error)
-            for (state, status, error), ids in groups.items() if state == "delivered"]
-    return {k: v for k, v in groups.items() if k[0] != "delivered"}, runs
+            for (state, status, error), ids in groups.items() if state == DeliveryState.DELIVERED]
+    return {k: v for k, v in groups.items() if k[0] != DeliveryState.DELIVERED}, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +164,9 @@ class MessageBatch(Protocol):
         """
 
 
-class Store(Protocol):
-    async def open(self) -> None:
-        """Connect and bring the schema up to date (migrations run under a lock)."""
-
-    async def close(self) -> None: ...
+class DirectoryStore(Protocol):
+    """Participants, credentials, channels, webhooks and the DIP's identity: the state every
+    node caches (dip.state). Every change bumps ``state_version`` in its transaction."""
 
     async def state_version(self) -> int: ...
 
@@ -199,6 +199,18 @@ class Store(Protocol):
 
     async def delete_channel(self, interface_id: str) -> bool: ...
 
+    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
+        """Insert or replace a webhook registration; True when created."""
+
+    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool: ...
+
+    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
+        """The stored signing identity; the given one is stored first if there is none yet."""
+
+
+class MessageStore(Protocol):
+    """Accepted messages, written with their deliveries and registry changes."""
+
     def message_batch(self) -> AbstractAsyncContextManager[MessageBatch]:
         """A batch of message inserts committed as one transaction when the context exits.
 
@@ -216,6 +228,34 @@ class Store(Protocol):
         """
 
     async def get_message(self, transaction_id: str) -> MessageRow | None: ...
+
+    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """transaction ID -> (sender, correlation ID) for the stored messages among these."""
+
+    async def count_messages(self) -> int: ...
+
+
+class RegistryStore(Protocol):
+    """The MPAN registry: appointments with effective dates, versioned."""
+
+    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
+        """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.
+
+        Returns the registry version (``seq``) the rows were written under.
+        """
+
+    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
+        """Every appointment, past and present, of the given MPANs."""
+
+    async def registry_version(self) -> int: ...
+
+    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
+        """The registry version now, and the MPANs written after version ``since`` (None when
+        ``since`` is negative or more than ``limit`` MPANs changed)."""
+
+
+class QueueStore(Protocol):
+    """The delivery queues: what delivery claims, reads and settles."""
 
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
         """Add deliveries; a queue's next attempt moves to ``now`` unless its head is backing off.
@@ -247,8 +287,9 @@ class Store(Protocol):
         Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
         """
 
-    async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        """transaction ID -> (sender, correlation ID) for the stored messages among these."""
+
+class ReportStore(Protocol):
+    """What became of messages: the operator's views and the status-message checks."""
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         """(transaction ID, recipient, role, kind, state) of every delivery of these messages."""
@@ -261,33 +302,17 @@ class Store(Protocol):
 
     async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
                           interface_id: str | None = None) -> list[Undelivered]:
-        """Deliveries in ``state`` (one of reports.UNDELIVERED_STATES) with an id above ``after``,
+        """Deliveries in ``state`` (one of dip.queue.UNDELIVERED) with an id above ``after``,
         oldest first, at most ``limit``; optionally one recipient's, or one channel's."""
 
-    async def put_appointments(self, rows: list[AppointmentRow]) -> int:
-        """Insert or replace MPAN appointments (key: MPAN, role, effective-from) in one transaction.
 
-        Returns the registry version (``seq``) the rows were written under.
-        """
+class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, Protocol):
+    """All of it: what a node opens. Each use case takes only the part it needs."""
 
-    async def appointments(self, mpans: list[str]) -> list[AppointmentRow]:
-        """Every appointment, past and present, of the given MPANs."""
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (migrations run under a lock)."""
 
-    async def registry_version(self) -> int: ...
-
-    async def registry_changes(self, since: int, limit: int) -> tuple[int, list[str] | None]:
-        """The registry version now, and the MPANs written after version ``since`` (None when
-        ``since`` is negative or more than ``limit`` MPANs changed)."""
-
-    async def put_webhook(self, row: WebhookRow, now: int) -> bool:
-        """Insert or replace a webhook registration; True when created."""
-
-    async def delete_webhook(self, participant_id: str, kind: str, interface_id: str) -> bool: ...
-
-    async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
-        """The stored signing identity; the given one is stored first if there is none yet."""
-
-    async def count_messages(self) -> int: ...
+    async def close(self) -> None: ...
 
 
 def open_store(database_url: str | None, data_dir: Path) -> Store:

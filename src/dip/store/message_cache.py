@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from dip.lru import SizedLRU
+from dip.queue import DeliveryKind
 from dip.store.base import PendingDelivery
 
 _OVERHEAD = 200  # bytes per entry besides the payload: the key, the tuple, the small fields
@@ -106,7 +107,7 @@ async def pending_from(rows: Sequence[Sequence[Any]], fetch: Callable[[list[str]
     messages: dict[str, StoredMessage] = {}
     missing: list[str] = []
     waiting: dict[str, asyncio.Future[StoredMessage | None]] = {}
-    for tid in {r[1] for r in rows if r[4] != "status"}:
+    for tid in {r[1] for r in rows if r[4] != DeliveryKind.STATUS}:
         found = cache.get(tid) if cache is not None else None
         if found is not None:
             messages[tid] = found
@@ -130,7 +131,7 @@ async def pending_from(rows: Sequence[Sequence[Any]], fetch: Callable[[list[str]
         cache.shared += len(waiting) - len(again)
         if again:
             messages.update(await _read(sorted(again), fetch, cache))
-    return [PendingDelivery(*r, *(_NO_MESSAGE if r[4] == "status" else messages.get(r[1], _NO_MESSAGE)))
+    return [PendingDelivery(*r, *(_NO_MESSAGE if r[4] == DeliveryKind.STATUS else messages.get(r[1], _NO_MESSAGE)))
             for r in rows]
 
 

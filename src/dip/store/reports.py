@@ -15,8 +15,8 @@ class DeliveryHistory(NamedTuple):
 
     recipient_id: str
     role: str
-    kind: str  # "primary" | "secondary" | "always" | "status" (a status message to the sender)
-    state: str  # "pending" | "delivered" | "rejected" | "failed" | "dead"
+    kind: str  # a dip.queue.DeliveryKind (STATUS: a status message to the sender)
+    state: str  # a dip.queue.DeliveryState
     attempts: int
     accepted_at: int  # microseconds since the epoch
     done_at: int | None
@@ -50,13 +50,11 @@ class Undelivered(NamedTuple):
     sender_id: str | None  # the message's sender
     recipient_id: str
     role: str
-    kind: str  # "primary" | "secondary" | "always" | "status"
-    state: str  # "dead" | "failed" | "rejected"
+    kind: str  # a dip.queue.DeliveryKind
+    state: str  # one of dip.queue.UNDELIVERED
     attempts: int
     accepted_at: int  # microseconds since the epoch
     done_at: int | None
     last_status: int | None
     last_error: str | None
 
-
-UNDELIVERED_STATES = ("dead", "failed", "rejected")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from dip.exceptions import UniqueViolation
+from dip.queue import UNDELIVERED, DeliveryState, queue_interface
 from dip.store.base import (
     AppointmentRow,
     Claim,
@@ -33,7 +34,7 @@ from dip.store.connector import Connection, Database, Reader
 from dip.store.message_cache import MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrate
 from dip.store.queries import Queries, load
-from dip.store.reports import UNDELIVERED_STATES, DeliveryHistory, QueueState, Undelivered
+from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 
 MESSAGE_COLUMNS = MessageRow._fields
 DELIVERY_COLUMNS = ("queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body")
@@ -254,7 +255,7 @@ class SqlStore:
         # worker serves in order, follow the commit order per queue.
         queues = {r.queue: r for r in rows}
         await tx.executemany(self.q.upsert_queue,
-                             [(q, r.recipient_id, q.split("|", 1)[1], now) for q, r in sorted(queues.items())])
+                             [(q, r.recipient_id, queue_interface(q), now) for q, r in sorted(queues.items())])
         await tx.copy("deliveries", DELIVERY_COLUMNS, rows)
         await tx.notify(DELIVERIES)
 
@@ -290,7 +291,8 @@ class SqlStore:
                 return False
             written, runs = by_outcome(settlements)
             for (state, status, error), ids in written.items():
-                await tx.execute(q.settle_deliveries, state, status, error, None if state == "pending" else now, ids)
+                done_at = None if state == DeliveryState.PENDING else now
+                await tx.execute(q.settle_deliveries, state, status, error, done_at, ids)
             if runs:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
@@ -314,7 +316,7 @@ class SqlStore:
 
     async def undelivered(self, state: str, after: int = 0, limit: int = 100, recipient_id: str | None = None,
                           interface_id: str | None = None) -> list[Undelivered]:
-        if state not in UNDELIVERED_STATES:
+        if state not in UNDELIVERED:
             raise ValueError(f"not an undelivered state: {state!r}")
         rows = await self.db.fetch(self.q.undelivered, state, after, recipient_id, interface_id, limit)
         return [Undelivered._make(r) for r in rows]

@@ -3,10 +3,10 @@
 Everything a recipient can do wrong ends up as a CallResult, never an exception: hanging (the
 timeout counts as a retryable failure), resetting the connection, answering garbage, answering
 200 instead of 201, or a 207 naming transactions it was never sent. What to do next (retry,
-relay rejections, give up) is decided from the result by the worker with dip.retry.
+relay rejections, give up) is decided from the result by dip.egress.outcomes' table.
 
 Outside DEV the connection can only go to public addresses: the resolver drops every address
-that dip.webhooks does not accept, so a name re-pointed after registration (DNS rebinding)
+that dip.egress.url_safety does not accept, so a name re-pointed after registration (DNS rebinding)
 still cannot reach internal services.
 """
 
@@ -23,9 +23,10 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from dip.retry import Outcome, classify, parse_retry_after
+from dip.egress.outcomes import EGRESS, Outcome, classify, names_messages
+from dip.egress.retry import parse_retry_after
+from dip.egress.url_safety import is_public_address
 from dip.signing import MPO, SigningKey, sign_headers
-from dip.webhooks import is_public_address
 
 _ACCEPTED_PREFIXES = ("RCP0000", "MSG0000")
 
@@ -75,10 +76,10 @@ def interpret(status: int | None, body: bytes, headers: dict[str, str], sent: se
               error: str | None = None, seconds: float = 0.0) -> CallResult:
     """The meaning of one answer to a call that carried the transactions ``sent`` (pure)."""
     outcome = classify(status)
-    retry_after = parse_retry_after(headers.get("retry-after"), now) if outcome is Outcome.RETRY else None
+    retry_after = parse_retry_after(headers.get("retry-after"), now) if EGRESS[outcome].retry else None
     rejected: dict[str, dict[str, Any]] = {}
     unknown: list[str] = []
-    if outcome in (Outcome.PARTIAL, Outcome.REJECTED):
+    if names_messages(outcome):
         items = _items(body)
         if items is None and outcome is Outcome.PARTIAL:
             error = "207 with a body that is not a StandardResponse: nothing known to be rejected"

@@ -22,10 +22,11 @@ A pointer that does not resolve in a message masks nothing.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from typing import Any
+
+from dip.pointers import parse_pointer
 
 DATE = "1900-01-01"
 DATETIME = "1900-01-01T00:00:00+00:00"
@@ -56,17 +57,6 @@ def masked_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: masked_value(v) for k, v in value.items()}
     return value
-
-
-@functools.lru_cache(maxsize=1024)
-def parse_pointer(pointer: str) -> tuple[str, ...]:
-    """RFC 6901 tokens of a pointer (``""`` is the whole document). Cached: a channel's few
-    pointers are read for every message."""
-    if pointer == "":
-        return ()
-    if not pointer.startswith("/"):
-        raise ValueError(f"JSON pointer must start with '/': {pointer!r}")
-    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
 
 
 def _mask_at(node: Any, tokens: Sequence[str]) -> Any:

@@ -3,7 +3,7 @@
 E2E 4.6.4: the common block is augmented with the D0 block (transaction ID and timestamp,
 publication ID, the workflow correlation ID, replay indicator, service ticket URL); A0 carries the
 secondary and always recipients the DIP found; fields the channel hides from the recipient's
-role are masked (dip.obfuscation). The archive keeps the original.
+role are masked (dip.egress.obfuscation). The archive keeps the original.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import msgspec
 import orjson
 
 from dip import ids
-from dip.obfuscation import mask
+from dip.egress.obfuscation import mask
 
 
 class Publication(NamedTuple):

@@ -1,7 +1,7 @@
-"""Retry policy for webhook calls: data plus pure functions (E2E 4.6.6.1 egress table).
+"""When to call a webhook again: data plus pure functions.
 
-``classify(status)`` says what an HTTP answer means; ``RetryPolicy.next_attempt`` says when
-to try again, or that the message has run out of time and goes to the dead-letter queue.
+dip.egress.outcomes says whether an answer is retried; ``RetryPolicy.next_attempt`` says when,
+or that the message has run out of time and goes to the dead-letter queue.
 Workers never sleep through a backoff: they store the returned time (``next_attempt_at``).
 
 Backoff (the shape stamina documents): the n-th retry waits
@@ -17,45 +17,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from enum import StrEnum
 
 # The jitter's own generator: the process-wide one belongs to the application (and to property
 # tests that watch its state), so a library drawing from it in a background thread disturbs them.
 _JITTER = random.Random()
-
-
-class Outcome(StrEnum):
-    DELIVERED = "delivered"  # 201 (and other 2xx: recorded as delivered, see classify)
-    PARTIAL = "partial"  # 207: delivered; rejected messages are relayed to their senders
-    REJECTED = "rejected"  # 400: consumed and refused; relayed to the senders
-    FAILED = "failed"  # 401, 403, 404, 413, 505, other 4xx: not retried, recorded, visible
-    FAILED_NOTIFY = "failed-notify"  # 405, 406: not retried, and the sender is told (egress table)
-    RETRY = "retry"  # 408, 429, 5xx except 505, timeouts, connection failures
-
-
-_RETRY_STATUSES = frozenset({408, 429})
-_NOTIFY_STATUSES = frozenset({405, 406})
-
-
-def classify(status: int | None) -> Outcome:
-    """What a webhook's answer means. ``None`` stands for no answer (timeout, reset, refused)."""
-    if status is None:
-        return Outcome.RETRY
-    if status == 201:
-        return Outcome.DELIVERED
-    if status == 207:
-        return Outcome.PARTIAL
-    if 200 <= status < 300:
-        # "Participant systems should only send 201 or 207": the call was received, so it is
-        # not repeated; the odd status is recorded with the attempt.
-        return Outcome.DELIVERED
-    if status == 400:
-        return Outcome.REJECTED
-    if status in _RETRY_STATUSES or (500 <= status < 600 and status != 505):
-        return Outcome.RETRY
-    if status in _NOTIFY_STATUSES:
-        return Outcome.FAILED_NOTIFY
-    return Outcome.FAILED
 
 
 @dataclass(frozen=True)

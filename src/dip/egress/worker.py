@@ -1,0 +1,105 @@
+"""The delivery worker: claims due recipient queues and has their head batches delivered.
+
+One worker runs in every ``dip serve`` that delivers; several nodes share the queues through
+leases (the store's ``claim``), so a queue is served by one node at a time and a dead node's
+queues are taken over when its lease runs out. Per queue, messages go in acceptance order; a
+retryable failure holds the queue's head (and only that queue) until ``next_attempt_at``;
+anything else is settled and the queue moves on (dip.egress.dispatch, one call). Workers never
+sleep through a backoff: the store keeps the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+
+from dip.egress.dispatch import Dispatcher, WorkerContext
+from dip.exceptions import StoreError
+from dip.store.base import Claim
+
+log = logging.getLogger("dip.delivery")
+
+
+def new_owner() -> str:
+    """A name for this worker's leases, unique across nodes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class DeliveryWorker:
+    def __init__(self, ctx: WorkerContext, lease_seconds: float, concurrency: int = 64,
+                 poll_seconds: float = 0.2, owner: str | None = None) -> None:
+        self.ctx = ctx
+        self.owner = owner or new_owner()
+        self.lease_seconds = lease_seconds
+        self.dispatcher = Dispatcher(ctx, self.owner, self.wake)
+        self._concurrency = concurrency
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="dip-delivery")
+
+    async def listen(self) -> None:
+        """Wake on other nodes' commits too; polling covers a lost listener."""
+        if await self.ctx.queues.listen_deliveries(self.wake):
+            log.info("delivery worker %s listens for new deliveries", self.owner)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})  # (a cancellation of the caller itself still propagates)
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self.ctx.sender.close()
+
+    def wake(self) -> None:
+        """New deliveries were committed: look for due queues now rather than at the next poll."""
+        self._wake.set()
+
+    # -- the claim loop ----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            # cleared before the claim: a wake-up during the claim query (a commit it may not have
+            # seen) makes the next wait return at once instead of after a poll interval
+            self._wake.clear()
+            free = self._concurrency - len(self._running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    claims = await self.ctx.queues.claim(self.owner, int(time.time() * 1e6),
+                                                         int(self.lease_seconds * 1e6), free)
+                except StoreError as exc:  # the database is away (restart, failover): keep polling
+                    log.warning("could not claim delivery queues: %s", exc)
+                except Exception:
+                    log.exception("could not claim delivery queues")
+            for claim in claims:
+                task = asyncio.create_task(self._serve(claim), name=f"deliver {claim.queue}")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if not claims:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that comes as the wake-up does, and the node would never stop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()
+
+    async def _serve(self, claim: Claim) -> None:
+        try:
+            await self.dispatcher.deliver(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery to %s failed; the queue is retried after its lease", claim.queue)
+        finally:
+            self._wake.set()  # a slot is free again

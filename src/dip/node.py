@@ -1,0 +1,143 @@
+"""A DIP node: the composition root. Builds the store, the shared state, the use cases and the
+delivery worker, each given what it needs; starts and stops them.
+
+Routes (dip.api) call the use cases held here; nothing but the use cases and the start-up below
+touches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+
+from dip.accept.accept_batch import AcceptBatch
+from dip.accept.validate_batch import ValidateBatch
+from dip.admin.channels import Channels
+from dip.admin.participants import Participants
+from dip.admin.registry import RegistryLoads
+from dip.admin.views import OperatorViews
+from dip.admin.webhooks import Webhooks
+from dip.catalogue import default_catalogue
+from dip.config import Settings
+from dip.directory import hash_api_key, new_api_key
+from dip.egress.breaker import CircuitBreakers
+from dip.egress.dispatch import WorkerContext
+from dip.egress.element_cache import ElementCache
+from dip.egress.retry import RetryPolicy
+from dip.egress.sender import WebhookSender
+from dip.egress.status import RelayStatusMessages, StatusNotices
+from dip.egress.worker import DeliveryWorker
+from dip.ratelimit import MessageRateLimiter
+from dip.registry import RegistryCache
+from dip.signing import SigningKey, generate_identity, load_private_key_pem
+from dip.state import SharedState
+from dip.store import Store, open_store
+from dip.store.message_cache import MessageCache
+from dip.validation import SchemaChecker
+
+log = logging.getLogger("dip")
+
+
+def _now() -> int:
+    return int(time.time() * 1_000_000)
+
+
+class Node:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.database_url, settings.data_dir)
+        self.state = SharedState(self.store, settings.state_poll_seconds)
+        self.checker = SchemaChecker(settings.validation_workers)
+        self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
+        self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
+        self.signing_key: SigningKey | None = None
+        self.signing_cert_pem = b""
+        self.worker: DeliveryWorker | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
+        # the use cases
+        self.accept = AcceptBatch(self.store, self.state, self.checker, self.registry, settings, self.wake_delivery)
+        self.validate = ValidateBatch(self.state, self.checker, self.registry, settings.environment)
+        self.relay_status = RelayStatusMessages(self.store, self.state, settings.dip_id, self.wake_delivery)
+        self.participants = Participants(self.store, self.state)
+        self.channels = Channels(self.store, self.state)
+        self.webhooks = Webhooks(self.store, self.state, self.wake_delivery)
+        self.registry_loads = RegistryLoads(self.store)
+        self.views = OperatorViews(self.store)
+
+    def wake_delivery(self) -> None:
+        """Deliveries were committed: this node's worker (if it has one) looks at once."""
+        if self.worker is not None:
+            self.worker.wake()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.store.open()
+        await self._bootstrap()
+        await self._load_identity()
+        await self.state.reload(force=True)
+        self.checker.start()
+        await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
+        gc.freeze()  # what start-up built lives for ever: keep it out of every later collection
+        if self.settings.deliver:
+            self.worker = self._delivery_worker()
+            self.worker.start()
+            await self.worker.listen()
+        self.state.start_polling()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.state.stop_polling()
+        self.checker.close()
+        await self.store.close()
+
+    def _delivery_worker(self) -> DeliveryWorker:
+        s = self.settings
+        assert self.signing_key is not None
+        cache_bytes = s.delivery_cache_mb * 1024 * 1024
+        ctx = WorkerContext(
+            queues=self.store,
+            lookups=self.state,
+            sender=WebhookSender(self.signing_key, self.signing_cert_pem, s.webhook_timeout_seconds,
+                                 public_only=s.environment != "DEV"),
+            policy=RetryPolicy(s.retry_initial_seconds, s.retry_max_seconds, s.dead_letter_after_seconds),
+            notices=StatusNotices(s.dip_id, s.ticket_url),
+            breakers=CircuitBreakers(cool_off=min(30.0, s.retry_max_seconds)),
+            max_batch=s.delivery_max_batch,
+            messages=MessageCache(cache_bytes) if cache_bytes else None,
+            # half as much again for built elements: one call's worth (5,000 IF-021 of 4.5 KB) and more
+            elements=ElementCache(cache_bytes // 2) if cache_bytes else None,
+        )
+        # a lease outlives any call it covers, so a live node never loses a queue mid-call
+        lease = max(s.delivery_lease_seconds or s.webhook_timeout_seconds + 30, s.webhook_timeout_seconds + 1)
+        return DeliveryWorker(ctx, lease_seconds=lease, poll_seconds=s.delivery_poll_seconds)
+
+    async def _bootstrap(self) -> None:
+        """The first admin key and the shipped catalogue, on a database that has neither."""
+        now = _now()
+        if self.settings.admin_api_key:
+            await self.store.add_admin_key(hash_api_key(self.settings.admin_api_key), now)
+        elif not (await self.store.load_directory()).admin_keys:
+            key = new_api_key()
+            await self.store.add_admin_key(hash_api_key(key), now)
+            path = self.settings.data_dir / "admin-api-key"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(key + "\n", encoding="utf-8")
+            os.chmod(path, 0o600)
+            log.warning("no admin key configured: created one in %s", path)
+        if self.settings.load_default_catalogue and not await self.store.load_channels():
+            for interface_id, definition in default_catalogue(with_demo_schemas=self.settings.demo):
+                await self.store.put_channel(interface_id, definition, now)
+
+    async def _load_identity(self) -> None:
+        """The DIP's signing key and certificate: one per installation, shared by every node."""
+        key_pem, cert_pem = generate_identity(f"DIP {self.settings.environment} {self.settings.dip_id}", days=3650)
+        stored_key, stored_cert = await self.store.dip_identity(key_pem.decode("ascii"), cert_pem.decode("ascii"),
+                                                                _now())
+        self.signing_key = load_private_key_pem(stored_key.encode("ascii"))
+        self.signing_cert_pem = stored_cert.encode("ascii")
