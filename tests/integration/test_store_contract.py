@@ -368,3 +368,18 @@ async def test_both_dialects_build_the_same_schema(pg_database: str, tmp_path: P
     finally:
         for s in (postgres, sqlite):
             await s.close()
+
+
+async def test_a_write_that_fails_undoes_its_whole_transaction(store: Store) -> None:
+    # SQLite sends writes whose result is not needed with the transaction's next statement: a
+    # failure among them still fails (and rolls back) the transaction they belong to
+    assert isinstance(store, SqlStore)
+    with pytest.raises(ConstraintViolation):
+        async with store.db.transaction() as tx:
+            await tx.write(store.q.insert_admin_key, "first", NOW)
+            await tx.write(store.q.insert_api_key, "hash", "1999999999", NOW)  # no such participant
+            await tx.write(store.q.insert_admin_key, "second", NOW)
+    assert (await store.load_directory()).admin_keys == []
+    async with store.db.transaction() as tx:  # and the next transaction starts clean
+        await tx.write(store.q.insert_admin_key, "third", NOW)
+    assert (await store.load_directory()).admin_keys == ["third"]

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from dip import ids
 from dip.api.admin import Admin, AdminRoute
 from dip.api.common import JSON, BodyTooLarge, read_body
-from dip.store import AppointmentRow
+from dip.store.base import AppointmentRow
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 _MPAN = re.compile(r"\d{13}")

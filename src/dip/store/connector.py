@@ -36,6 +36,11 @@ class Connection(Reader, Protocol):
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; the number of rows it changed."""
 
+    async def write(self, sql: str, *args: Any) -> None:
+        """Run one statement whose result is not needed. A dialect may send it together with the
+        transaction's next statement (SQLite: one trip to the writer thread for several); an
+        error then shows at that statement, still inside the transaction."""
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     async def copy(self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> None:

@@ -29,7 +29,7 @@ async def migrate(db: Database, q: Queries) -> list[int]:
     applied: list[int] = []
     async with db.migration_lock():
         async with db.transaction() as tx:
-            await tx.execute(q.create_schema_migrations)
+            await tx.write(q.create_schema_migrations)
             done = {int(r[0]) for r in await tx.fetch(q.applied_migrations)}
         for version, sql in migrations():
             if version in done:
@@ -38,6 +38,6 @@ async def migrate(db: Database, q: Queries) -> list[int]:
                 if await tx.fetchval(q.migration_applied, version) is not None:
                     continue  # another node was quicker
                 await tx.run_script(sql)
-                await tx.execute(q.record_migration, version)
+                await tx.write(q.record_migration, version)
             applied.append(version)
     return applied

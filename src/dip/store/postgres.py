@@ -166,6 +166,10 @@ class _Connection(_Reads):
         count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
         return int(count) if count.isdigit() else 0
 
+    async def write(self, sql: str, *args: Any) -> None:
+        with errors():
+            await self._conn.execute(sql, *args)
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with errors():
             await self._conn.executemany(sql, rows)

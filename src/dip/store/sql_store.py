@@ -67,7 +67,7 @@ class SqlStore:
         """A transaction that changes the state every node caches: the version moves with it."""
         async with self.db.transaction() as tx:
             yield tx
-            await tx.execute(self.q.bump_state_version)
+            await tx.write(self.q.bump_state_version)
             await tx.notify(STATE)
 
     # -- shared state ----------------------------------------------------------------------------
@@ -102,7 +102,7 @@ class SqlStore:
         async with self._changing_state() as tx:
             if await tx.execute(insert, *args):
                 return True
-            await tx.execute(update, *args)
+            await tx.write(update, *args)
             return False
 
     async def put_participant(self, row: ParticipantRow, now: int) -> bool:
@@ -114,15 +114,15 @@ class SqlStore:
         q = self.q
         async with self._changing_state() as tx:
             deactivated = await tx.execute(q.deactivate_participant, now, participant_id)
-            await tx.execute(q.drop_connection_providers_of, participant_id)
-            await tx.execute(q.drop_webhooks_of, participant_id)
+            await tx.write(q.drop_connection_providers_of, participant_id)
+            await tx.write(q.drop_webhooks_of, participant_id)
             for interface_id, definition in channel_updates:
-                await tx.execute(q.update_channel, interface_id, definition, now)
+                await tx.write(q.update_channel, interface_id, definition, now)
         return deactivated > 0
 
     async def add_api_key(self, participant_id: str, key_hash: str, now: int) -> None:
         async with self._changing_state() as tx:
-            await tx.execute(self.q.insert_api_key, key_hash, participant_id, now)
+            await tx.write(self.q.insert_api_key, key_hash, participant_id, now)
 
     async def add_certificate(self, participant_id: str, fingerprint: str, pem: str, not_after: int,
                               now: int) -> bool:
@@ -137,13 +137,13 @@ class SqlStore:
                                       now: int) -> None:
         async with self._changing_state() as tx:
             if roles:
-                await tx.execute(self.q.put_connection_provider, participant_id, dcp_id, json.dumps(list(roles)), now)
+                await tx.write(self.q.put_connection_provider, participant_id, dcp_id, json.dumps(list(roles)), now)
             else:
-                await tx.execute(self.q.delete_connection_provider, participant_id, dcp_id)
+                await tx.write(self.q.delete_connection_provider, participant_id, dcp_id)
 
     async def add_admin_key(self, key_hash: str, now: int) -> None:
         async with self._changing_state() as tx:
-            await tx.execute(self.q.insert_admin_key, key_hash, now)
+            await tx.write(self.q.insert_admin_key, key_hash, now)
 
     async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
         return await self._put(self.q.insert_channel, self.q.update_channel, interface_id, definition, now)
@@ -161,7 +161,7 @@ class SqlStore:
 
     async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
         async with self.db.transaction() as tx:
-            await tx.execute(self.q.insert_identity, key_pem, cert_pem, now)
+            await tx.write(self.q.insert_identity, key_pem, cert_pem, now)
             row = await tx.fetchrow(self.q.identity)
         assert row is not None
         return str(row[0]), str(row[1])
@@ -269,7 +269,7 @@ class SqlStore:
 
     async def make_due(self, recipient_id: str, now: int) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute(self.q.make_due, now, recipient_id)
+            await tx.write(self.q.make_due, now, recipient_id)
             await tx.notify(DELIVERIES)
 
     async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
@@ -292,11 +292,11 @@ class SqlStore:
             written, runs = by_outcome(settlements)
             for (state, status, error), ids in written.items():
                 done_at = None if state == DeliveryState.PENDING else now
-                await tx.execute(q.settle_deliveries, state, status, error, done_at, ids)
+                await tx.write(q.settle_deliveries, state, status, error, done_at, ids)
             if runs:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
-            await tx.execute(q.release_queue, next_attempt_at, retries, max((r.last_id for r in runs), default=0),
+            await tx.write(q.release_queue, next_attempt_at, retries, max((r.last_id for r in runs), default=0),
                              queue)
             if relay:
                 await self._enqueue(tx, relay, now)

@@ -240,10 +240,10 @@ class SqliteDatabase(_Reads):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._writer_lock:
-            await self._write(lambda c: c.execute("BEGIN IMMEDIATE"))
+            tx = _Transaction(self)
             try:
-                yield _Transaction(self)
-                await self._write(lambda c: c.execute("COMMIT"))
+                yield tx
+                await tx._run(_commit)
             except BaseException:
                 # queued on the writer thread at once, so it runs before the next transaction
                 # begins, even when this task is being cancelled and cannot wait for it
@@ -294,19 +294,38 @@ class SqliteDatabase(_Reads):
 
 
 class _Transaction(_Reads):
-    """Statements of one transaction, each run on the writer thread in order."""
+    """Statements of one transaction, run on the writer thread in order.
+
+    Hand-written pipelining, for speed: statements whose result is not needed (``write``,
+    ``executemany``, ``copy``, ``upsert``), and ``BEGIN IMMEDIATE`` itself, wait here and go to
+    the writer thread with the next statement that returns something, or with the COMMIT. Each
+    trip costs a thread switch and a turn of the event loop while SQLite's one write lock is
+    held, so a settlement takes two trips instead of six and a batch's write one.
+    """
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._waiting: list[Callable[[sqlite3.Connection], object]] = [_begin]
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._db._write(fn)
+        waiting, self._waiting = self._waiting, []
+
+        def run(c: sqlite3.Connection) -> T:
+            for statement in waiting:
+                statement(c)
+            return fn(c)
+
+        return await self._db._write(run)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return await self._db._write(lambda c: c.execute(sql, _bound(args)).rowcount)
+        return await self._run(lambda c: c.execute(sql, _bound(args)).rowcount)
+
+    async def write(self, sql: str, *args: Any) -> None:
+        bound = _bound(args)
+        self._waiting.append(lambda c: c.execute(sql, bound))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._db._write(lambda c: c.executemany(sql, rows))
+        self._waiting.append(lambda c: c.executemany(sql, rows))
 
     async def copy(self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> None:
         await self.executemany(_insert(table, columns), records)
@@ -323,7 +342,7 @@ class _Transaction(_Reads):
             for statement in statements(sql):
                 c.execute(statement)
 
-        await self._db._write(run)
+        await self._run(run)
 
 
 class _Snapshot(_Reads):
@@ -346,6 +365,14 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _insert(table: str, columns: Sequence[str]) -> str:
     marks = ", ".join(f"?{i}" for i in range(1, len(columns) + 1))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
