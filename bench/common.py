@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from dip.samples import sample_appointments
-from dip.testing import AdminClient, free_port
+from dip.tools.samples import sample_appointments
+from dip.tools.testing import AdminClient, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_KEY = "bench-admin-key"
@@ -73,7 +73,7 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dip-bench-") as data_dir:
         extra_serve = os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()
-        args = [sys.executable, "-m", "dip.cli", "serve", "--port", str(port), "--data-dir", data_dir,
+        args = [sys.executable, "-m", "dip.tools.cli", "serve", "--port", str(port), "--data-dir", data_dir,
                 "--log-level", "warning", "--demo", *extra_serve]
         if database_url:
             args += ["--database-url", database_url]
@@ -112,7 +112,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 @contextmanager
 def delivery_node(database_url: str) -> Iterator[str]:
     """Run `dip serve --no-api` (a delivery node) on ``database_url``; yield a name for it in SERVER_PIDS."""
-    args = [sys.executable, "-m", "dip.cli", "serve", "--no-api", "--database-url", database_url,
+    args = [sys.executable, "-m", "dip.tools.cli", "serve", "--no-api", "--database-url", database_url,
             "--log-level", "warning", *os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     name = f"delivery-node-{proc.pid}"

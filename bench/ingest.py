@@ -16,8 +16,8 @@ import time
 import orjson
 
 from bench.common import admin, appoint, calibration, dip_server, fresh_database, machine, server_memory_mb
-from dip.client import DipClient
-from dip.samples import sample_mpans, sample_payloads
+from dip.tools.client import DipClient
+from dip.tools.samples import sample_mpans, sample_payloads
 
 
 def run(store: str, batches: int, size: int, workers: str | None) -> tuple[list[float], float]:

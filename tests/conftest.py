@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dip.client import Identity
 from dip.config import Settings
 from dip.store import Store, open_store
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import Identity
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import onboard_all
 
 PG_URL = os.environ.get("DIP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dip.client import DipClient, Identity, Response
-from dip.samples import consumption_block, meter_install_block, mpan_core, sample_appointments, sample_mpans
 from dip.store import Store
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import DipClient, Identity, Response
+from dip.tools.samples import consumption_block, meter_install_block, mpan_core, sample_appointments, sample_mpans
+from dip.tools.testing import AdminClient, RunningDip
 
 T = TypeVar("T")
 

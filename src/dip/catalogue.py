@@ -10,7 +10,7 @@ optional keys this DIP adds:
   block with ``customBlockSchema``;
 - ``registryUpdates``: which fields of an accepted message appoint or de-appoint a role for the
   message's MPAN, from or to which date (FS 5.5.14: registration flows keep the MPAN address
-  registry current); see dip.registry_updates.
+  registry current); see dip.accept.registry_updates.
 
 The catalogue in memory is an immutable snapshot; a change builds a new one.
 """

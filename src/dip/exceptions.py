@@ -4,7 +4,7 @@
     ├── ConfigurationError      bad settings or command-line arguments
     ├── SignatureError          a request's signature headers do not verify
     ├── CatalogueError          a channel definition is not acceptable
-    ├── ReferenceImportError    the official OpenAPI source cannot be read (dip.openapi_import)
+    ├── ReferenceImportError    the official OpenAPI source cannot be read (dip.tools.openapi_import)
     ├── StoreError              the database failed
     │   ├── UniqueViolation     a unique key (sender unique reference, ...) already exists
     │   └── ConstraintViolation another constraint refused a write (a reference to no row, ...)

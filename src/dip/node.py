@@ -1,7 +1,7 @@
 """A DIP node: the composition root. Builds the store, the shared state, the use cases and the
 delivery worker, each given what it needs; starts and stops them.
 
-Routes (dip.api) call the use cases held here; nothing but the use cases and the start-up below
+Routes (dip.ingress) call the use cases held here; nothing but the use cases and the start-up below
 touches the store.
 """
 
@@ -14,6 +14,8 @@ import os
 import time
 
 from dip.accept.accept_batch import AcceptBatch
+from dip.accept.registry import RegistryCache
+from dip.accept.schema import SchemaChecker
 from dip.accept.validate_batch import ValidateBatch
 from dip.admin.channels import Channels
 from dip.admin.participants import Participants
@@ -30,13 +32,11 @@ from dip.egress.retry import RetryPolicy
 from dip.egress.sender import WebhookSender
 from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker
-from dip.ratelimit import MessageRateLimiter
-from dip.registry import RegistryCache
+from dip.ingress.ratelimit import MessageRateLimiter
 from dip.signing import SigningKey, generate_identity, load_private_key_pem
 from dip.state import SharedState
 from dip.store import Store, open_store
 from dip.store.message_cache import MessageCache
-from dip.validation import SchemaChecker
 
 log = logging.getLogger("dip")
 

@@ -145,7 +145,7 @@ def verify_request(
 
     ``url`` may be several spellings of the one URL the request went to (as sent, decoded): the
     signature must verify for one of them. Raises SignatureError with a reason a participant can
-    act on. Whether the certificate belongs to the caller is the caller's business (see dip.api.auth).
+    act on. Whether the certificate belongs to the caller is the caller's business (see dip.ingress.auth).
     """
     values = {}
     for name in (SIGNATURE, SIGNATURE_DATE, CONTENT_HASH, SIGNATURE_CERTIFICATE):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dip.client import DipClient, Identity
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import SDS, appoint_supplier, consumption, items
 
 NASTY = [

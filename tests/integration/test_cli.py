@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dip.testing import free_port
+from dip.tools.testing import free_port
 from tests.conftest import REFERENCE
 
-DIP = [sys.executable, "-m", "dip.cli"]
+DIP = [sys.executable, "-m", "dip.tools.cli"]
 
 
 @pytest.fixture

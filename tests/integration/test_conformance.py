@@ -38,11 +38,11 @@ import pytest
 import yaml
 
 from dip import ids
-from dip.catalogue_import import import_into_dip
-from dip.client import DipClient, Identity, Response
-from dip.openapi_import import ReferenceImportError, component_schema
-from dip.samples import sample_appointments
-from dip.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
+from dip.tools.catalogue_import import import_into_dip
+from dip.tools.client import DipClient, Identity, Response
+from dip.tools.openapi_import import ReferenceImportError, component_schema
+from dip.tools.samples import sample_appointments
+from dip.tools.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
 from tests.conftest import REFERENCE
 from tests.helpers import MDS, REGS, SDS, SUP, codes, consumption, in_store, items, meter_install, onboard_all
 

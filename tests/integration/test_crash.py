@@ -53,10 +53,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from dip.client import DipClient, Identity
 from dip.config import Settings
 from dip.store import MessageRow, Store
-from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
 from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_all, with_store
 
 RECIPIENTS = (MDS, SUP)  # IF-021 from SDS: MDS always, SUP as the MPANs' appointed supplier

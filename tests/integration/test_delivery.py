@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dip.client import DipClient, Identity
 from dip.signing import load_certificate_pem, verify_request
-from dip.testing import AdminClient, RunningDip, WebhookReceiver
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import AdminClient, RunningDip, WebhookReceiver
 from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_all
 
 

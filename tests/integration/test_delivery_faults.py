@@ -2,7 +2,7 @@
 
 Every test goes through the whole DIP: messages are sent through the API, routed at ingest
 (IF-021 from SDS: MDS always, SUP by MPAN), and pushed by the DIP's delivery worker to real
-webhook servers (dip.testing.WebhookReceiver) that answer as scripted: errors, Retry-After,
+webhook servers (dip.tools.testing.WebhookReceiver) that answer as scripted: errors, Retry-After,
 hanging, dropped connections, nobody listening, odd 2xx answers. What is checked is what a
 participant can observe: the calls a webhook receives (and when), the delivery states the store
 records, and the status messages the sender's status webhook receives.
@@ -25,10 +25,10 @@ import orjson
 import pytest
 
 from dip import ids
-from dip.client import DipClient, Identity
-from dip.samples import consumption_block, mpan_core
 from dip.store import Store
-from dip.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
+from dip.tools.client import DipClient, Identity
+from dip.tools.samples import consumption_block, mpan_core
+from dip.tools.testing import AdminClient, RecordedCall, RunningDip, WebhookReceiver
 from tests.helpers import MDS, SDS, SUP, consumption, in_store, items, onboard_all
 
 Cast = dict[str, Identity]

@@ -11,7 +11,7 @@ its schemas (negative). One run per module; its findings are asserted by the tes
 
 Authentication would stop almost every generated request, so most are sent as an on-boarded
 participant (the SDS of tests.helpers): its API key, and the signature headers computed over the
-request exactly as it is sent (dip.client.DipClient.signed_headers), replacing whatever the
+request exactly as it is sent (dip.tools.client.DipClient.signed_headers), replacing whatever the
 generator put there; under ``/admin`` with the operator's key. The others keep what the
 generator made, which fuzzes the 401 answers. Path parameters are mostly set to a real channel or
 participant so requests get past "no such channel"; the operator routes get spare ones, so that
@@ -62,11 +62,11 @@ from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from dip.client import DipClient
 from dip.config import Settings
-from dip.samples import consumption_block, mpan_core
 from dip.signing import API_KEY
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import DipClient
+from dip.tools.samples import consumption_block, mpan_core
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import DCP, REGISTERED_MPANS, SDS, onboard_all
 
 EXAMPLES = int(os.environ.get("DIP_FUZZ_EXAMPLES", "20"))  # per operation and generation mode

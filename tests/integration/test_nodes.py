@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from dip.client import DipClient, Identity
 from dip.config import Settings
 from dip.node import Node
 from dip.store import Claim, MessageRow, Store
-from dip.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import ADMIN_KEY, AdminClient, RecordedCall, RunningDip, WebhookReceiver, free_port
 from tests.helpers import MDS, SUP, consumption, items, onboard_all, with_store
 
 T = TypeVar("T")

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from dip.client import DipClient, Identity
-from dip.samples import mpan_core
-from dip.testing import AdminClient, RunningDip, WebhookReceiver
+from dip.tools.client import DipClient, Identity
+from dip.tools.samples import mpan_core
+from dip.tools.testing import AdminClient, RunningDip, WebhookReceiver
 from tests.helpers import MDS, SDS, SUP, consumption, items, onboard_all
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dip.store import AppointmentRow
-from dip.testing import AdminClient, RunningDip
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import in_store
 
 
@@ -63,7 +63,7 @@ def test_cli_loads_a_csv_file_in_batches(dip: RunningDip, tmp_path: Path) -> Non
     lines += [f"{m},LDSO,1500000001,2020-01-01,2030-12-31" for m in mpans]
     path.write_text("\n".join(lines) + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "dip.cli", "registry", "load", str(path), "--url", dip.url,
+        [sys.executable, "-m", "dip.tools.cli", "registry", "load", str(path), "--url", dip.url,
          "--admin-key", dip.admin_key, "--batch-size", "100", "--quiet"],
         capture_output=True, text=True, timeout=120, check=False,
     )
@@ -82,7 +82,7 @@ def test_cli_reports_a_refused_file(dip: RunningDip, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"MPANCore": "1", "role": "SUP", "participantId": "1000000001", "effectiveFrom": "2024-01-01"}\n')
     result = subprocess.run(
-        [sys.executable, "-m", "dip.cli", "registry", "load", str(path), "--url", dip.url,
+        [sys.executable, "-m", "dip.tools.cli", "registry", "load", str(path), "--url", dip.url,
          "--admin-key", dip.admin_key, "--quiet"],
         capture_output=True, text=True, timeout=120, check=False,
     )

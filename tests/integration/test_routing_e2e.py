@@ -19,11 +19,11 @@ import orjson
 import pytest
 
 from dip import ids
-from dip.client import DipClient, Identity, Response
 from dip.egress.obfuscation import masked_value
-from dip.samples import consumption_block, meter_install_block, mpan_core
 from dip.store import AppointmentRow
-from dip.testing import AdminClient, RunningDip, WebhookReceiver
+from dip.tools.client import DipClient, Identity, Response
+from dip.tools.samples import consumption_block, meter_install_block, mpan_core
+from dip.tools.testing import AdminClient, RunningDip, WebhookReceiver
 from tests.helpers import (
     LDSO,
     MDS,

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from dip import ids
-from dip.client import DipClient, Identity
 from dip.signing import generate_identity
 from dip.store import MessageRow
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import (
     DCP,
     MSS,

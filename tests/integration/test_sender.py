@@ -11,7 +11,7 @@ import pytest
 from dip.egress.outcomes import Outcome
 from dip.egress.sender import WebhookSender, interpret
 from dip.signing import generate_identity, load_private_key_pem, verify_request
-from dip.testing import WebhookReceiver
+from dip.tools.testing import WebhookReceiver
 
 KEY_PEM, CERT_PEM = generate_identity("DIP test")
 SENT = {"T-1", "T-2"}

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from dip import cli
-from dip.simulate import MDS, MSS, REGS, SDS, SUPPLIERS, Behaviour, Config, Summary, run
-from dip.testing import RunningDip
+from dip.tools import cli
+from dip.tools.simulate import MDS, MSS, REGS, SDS, SUPPLIERS, Behaviour, Config, Summary, run
+from dip.tools.testing import RunningDip
 
 
 @pytest.fixture

@@ -374,11 +374,15 @@ async def test_a_write_that_fails_undoes_its_whole_transaction(store: Store) -> 
     # SQLite sends writes whose result is not needed with the transaction's next statement: a
     # failure among them still fails (and rolls back) the transaction they belong to
     assert isinstance(store, SqlStore)
-    with pytest.raises(ConstraintViolation):
+
+    async def three_writes() -> None:
         async with store.db.transaction() as tx:
             await tx.write(store.q.insert_admin_key, "first", NOW)
             await tx.write(store.q.insert_api_key, "hash", "1999999999", NOW)  # no such participant
             await tx.write(store.q.insert_admin_key, "second", NOW)
+
+    with pytest.raises(ConstraintViolation):
+        await three_writes()
     assert (await store.load_directory()).admin_keys == []
     async with store.db.transaction() as tx:  # and the next transaction starts clean
         await tx.write(store.q.insert_admin_key, "third", NOW)

@@ -1,11 +1,11 @@
-"""dip.testing.WebhookReceiver: the recording webhook server the delivery tests rely on."""
+"""dip.tools.testing.WebhookReceiver: the recording webhook server the delivery tests rely on."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from dip.testing import WebhookReceiver
+from dip.tools.testing import WebhookReceiver
 
 BATCH = [{"payload": {"CommonBlock": {"S1": {"senderDIPID": "1300000001"}, "D0": {"transactionID": "T-1"}}}}]
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from dip.client import DipClient, Identity
 from dip.signing import load_certificate_pem
-from dip.testing import AdminClient, RunningDip
+from dip.tools.client import DipClient, Identity
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import DCP, MDS, SDS, items, onboard_all
 
 

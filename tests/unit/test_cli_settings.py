@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from dip.cli import _serve_parser, settings_from
 from dip.exceptions import ConfigurationError
+from dip.tools.cli import _serve_parser, settings_from
 
 
 def parse(*argv: str) -> argparse.Namespace:

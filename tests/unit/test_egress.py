@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from dip.accept.schema import common_span
 from dip.egress.body import Publication, egress_body, egress_element, egress_payload
-from dip.validation import common_span
 
 STORED = {
     "CommonBlock": {

@@ -1,6 +1,6 @@
-"""Level 1 checks after the schema stage (dip.ingest.judge): who may send what, and what the DIP stamps.
+"""Level 1 checks after the schema stage (dip.accept.level1.judge): who may send what, and what the DIP stamps.
 
-Each test sends schema-valid messages (made by dip.validation.check_chunk) through judge() with
+Each test sends schema-valid messages (made by dip.accept.schema.check_chunk) through judge() with
 a hand-built directory and caller, and checks the response code a participant would get.
 """
 
@@ -14,11 +14,11 @@ import orjson
 import pytest
 
 from dip import ids
+from dip.accept.level1 import Caller, Verdict, judge, may_send_on
+from dip.accept.schema import check_chunk, spec_for
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
 from dip.directory import Directory, Participant
-from dip.ingest import Caller, Verdict, judge, may_send_on
-from dip.validation import check_chunk, spec_for
 
 SUP, MULTI, REGS, MDS, DCP, IDLE, OUTSIDER = (
     "1000000001", "1000000002", "1100000001", "1400000001", "1600000001", "1900000001", "1999999999"

@@ -9,7 +9,7 @@ from pathlib import Path
 import dip
 
 ROOT = Path(dip.__file__).parent
-EDGE = "dip.api"  # the HTTP edge: routes, authentication, errors
+EDGE = "dip.ingress"  # the HTTP edge: routes, authentication, errors
 
 
 def _module(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Tests for dip.openapi_import: the official DIP API OpenAPI folder read into self-contained JSON Schemas.
+"""Tests for dip.tools.openapi_import: the official DIP API OpenAPI folder read into self-contained JSON Schemas.
 
 Tests against the real reference folder run only where ../shared/reference is present beside the
 project (they skip otherwise); the conversion and error tests use tiny synthetic specs in tmp_path.
@@ -19,7 +19,7 @@ import jsonschema_rs
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from dip.openapi_import import (
+from dip.tools.openapi_import import (
     JSON_SCHEMA_DIALECT,
     WILDCARD_EVENT_CODE,
     ImportedInterface,

@@ -3,7 +3,7 @@
 Four parts, each a promise a participant or the operator relies on, checked on input Hypothesis
 makes up rather than on hand-picked cases:
 
-(a) Level 1 validation (dip.validation.check_chunk, dip.ingest.judge): any bytes, any JSON, and
+(a) Level 1 validation (dip.accept.schema.check_chunk, dip.accept.level1.judge): any bytes, any JSON, and
     near-valid messages (a valid message with a few fields changed, removed, added or renamed
     in another case, sent in several JSON spellings) never raise, always give one verdict per
     message with a known code, and what is accepted is exactly the payload that was validated;
@@ -12,7 +12,7 @@ makes up rather than on hand-picked cases:
     body, method, URL or date makes it fail;
 (c) masking (dip.egress.obfuscation.mask): never raises, never changes its argument, keeps the shape
     (same keys, array lengths, leaf kinds and string lengths), and masking twice is masking once;
-(d) routing (dip.routing.route): never raises, never sends a message back to the sender's own
+(d) routing (dip.accept.routing.route): never raises, never sends a message back to the sender's own
     participant/role pair, never lists a pair twice, every recipient holds the role it receives
     as, and MSG1038 comes only when nobody was found and the sender named no primary recipient.
 
@@ -40,16 +40,16 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from dip import signing
+from dip.accept.level1 import Caller, Verdict, judge
+from dip.accept.registry import Appointment, Registry
+from dip.accept.routing import Routed, RoutingError, route, routing_day
+from dip.accept.schema import MAX_HELP, Checked, check_chunk, payload_bytes, spec_for, split_batch
 from dip.catalogue import Channel, default_catalogue, parse_definition
 from dip.codes import Code
 from dip.directory import Directory, Participant
 from dip.egress.obfuscation import mask
 from dip.exceptions import SignatureError
-from dip.ingest import Caller, Verdict, judge
-from dip.registry import Appointment, Registry
-from dip.routing import Routed, RoutingError, route, routing_day
-from dip.samples import consumption_block, meter_install_block
-from dip.validation import MAX_HELP, Checked, check_chunk, payload_bytes, spec_for, split_batch
+from dip.tools.samples import consumption_block, meter_install_block
 
 # `make fuzz` raises the number of examples (DIP_FUZZ_PROPERTY_EXAMPLES); make test keeps it bounded
 _EXAMPLES = int(os.environ.get("DIP_FUZZ_PROPERTY_EXAMPLES", "200"))
@@ -284,7 +284,7 @@ def _mutated(draw: st.DrawFn, payload: dict[str, Any]) -> dict[str, Any]:
 
 def _encode(payload: dict[str, Any], spelling: str) -> bytes:
     compact = orjson.dumps(payload)
-    if spelling == "compact":  # what dip.client sends: stored as sliced from the body
+    if spelling == "compact":  # what dip.tools.client sends: stored as sliced from the body
         return b'{"payload":' + compact + b"}"
     if spelling == "spaced":  # re-encoded by the schema stage
         return json.dumps({"payload": payload}, indent=1).encode()
@@ -825,7 +825,7 @@ def _roles_of(directory: Directory, pid: str) -> frozenset[str]:
     Registry(), ("P000000000", "SUP"), ["P000000000"], MPAN, "2024-04-01",
 ))
 def test_msg1038_only_when_nobody_was_found_and_no_primary_recipient_was_named(case: RoutingCase) -> None:
-    """docs/api.md and dip.routing: MSG1038 "only when the sender named no primary recipient"."""
+    """docs/api.md and dip.accept.routing: MSG1038 "only when the sender named no primary recipient"."""
     channel, directory, registry, sender, primary, mpan, day = case
     result = route(channel, directory, registry, sender, primary, mpan, day)
     if isinstance(result, RoutingError) and result.code is Code.SECONDARY_UNRESOLVED:

@@ -1,4 +1,4 @@
-"""Per-participant message throttling (dip.ratelimit) and case-insensitive paths (dip.api.paths).
+"""Per-participant message throttling (dip.ingress.ratelimit) and case-insensitive paths (dip.ingress.paths).
 
 The limiter's answer becomes a 429's Retry-After, so a participant that waits that long must get
 through; paths are case-insensitive on ingress (API-CONTRACT.md section 1) except where the
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dip.api.paths import normalise
-from dip.ratelimit import MessageRateLimiter
+from dip.ingress.paths import normalise
+from dip.ingress.ratelimit import MessageRateLimiter
 
 # --- MessageRateLimiter ------------------------------------------------------------------------------------
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dip.accept.registry import Appointment, Registry
+from dip.accept.routing import Recipient, Routed, Router, RoutingError, always_recipients, route, routing_day
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
 from dip.directory import Directory, Participant
-from dip.registry import Appointment, Registry
-from dip.routing import Recipient, Routed, Router, RoutingError, always_recipients, route, routing_day
 
 MPAN = "1234567890123"
 OTHER_MPAN = "9876543210987"

@@ -1,5 +1,5 @@
-"""Registry maintenance from registration flows (dip.registry_updates) and the registry cache
-the hot path reads (dip.registry.RegistryCache), FS 5.5.14.
+"""Registry maintenance from registration flows (dip.accept.registry_updates) and the registry cache
+the hot path reads (dip.accept.registry.RegistryCache), FS 5.5.14.
 
 ``extract`` reads the appointments a message states, ``apply`` turns them into the rows to write
 against the MPAN's history; both are pure. The cache is driven by a small in-memory source that
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from dip.accept.registry import Appointment, Registry, RegistryCache
+from dip.accept.registry_updates import Change, apply, day_of, extract, field_at
 from dip.catalogue import RegistryUpdate
-from dip.registry import Appointment, Registry, RegistryCache
-from dip.registry_updates import Change, apply, day_of, extract, field_at
 from dip.store.base import AppointmentRow
 
 MPAN = "1234567890123"

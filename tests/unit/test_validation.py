@@ -1,4 +1,4 @@
-"""The Level 1 schema stage (dip.validation): a batch in, one verdict per message out.
+"""The Level 1 schema stage (dip.accept.schema): a batch in, one verdict per message out.
 
 Senders rely on: a valid message is accepted and stored byte for byte as sent; field names
 are case-insensitive but values are not; every rejection says what to fix.
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dip.accept.schema import Checked, canonicalize, check_chunk, common_span, payload_bytes, spec_for, split_batch
 from dip.catalogue import Channel, parse_definition
 from dip.exceptions import CatalogueError
 from dip.schemas import payload_schema
-from dip.validation import Checked, canonicalize, check_chunk, common_span, payload_bytes, spec_for, split_batch
 
 ENV = "DEV"
 SUR = "S-IF-909-0123456789-SUP-20261123-ref1"

@@ -1,7 +1,7 @@
 """Accepting a batch on a channel (``POST /dip-channel/{id}``), the DIP's hot path.
 
 400 when any message fails its schema or names another interface (nothing is stored);
-otherwise the Level 1 rules (dip.ingest) decide per message, the accepted messages are committed
+otherwise the Level 1 rules (dip.accept.level1) decide per message, the accepted messages are committed
 with their deliveries and registry changes in one transaction, and the answer is 201 (all
 accepted) or 207.
 
@@ -22,16 +22,16 @@ from typing import Protocol
 import msgspec
 
 from dip import ids
+from dip.accept.level1 import Caller, Judge, Verdict, judge
+from dip.accept.registry import RegistryCache, RegistryView
+from dip.accept.schema import Checked, SchemaChecker, paused_gc, spec_for
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.config import Settings
 from dip.directory import Directory
 from dip.exceptions import UniqueViolation
-from dip.ingest import Caller, Judge, Verdict, judge
-from dip.registry import RegistryCache, RegistryView
 from dip.responses import ResponseItem, item, standard_response
 from dip.store.base import MessageStore
-from dip.validation import Checked, SchemaChecker, paused_gc, spec_for
 
 log = logging.getLogger("dip")
 

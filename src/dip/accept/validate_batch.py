@@ -8,11 +8,11 @@ from datetime import datetime
 import msgspec
 
 from dip.accept.accept_batch import DirectoryView, micros, registry_view
+from dip.accept.level1 import Caller, judge
+from dip.accept.registry import RegistryCache
+from dip.accept.schema import SchemaChecker, spec_for
 from dip.catalogue import Channel
 from dip.codes import Code
-from dip.ingest import Caller, judge
-from dip.registry import RegistryCache
-from dip.validation import SchemaChecker, spec_for
 
 MAX_ANSWER = 20_000  # characters of problems in the answer
 

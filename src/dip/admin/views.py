@@ -1,7 +1,7 @@
 """The operator's read-side views: what became of a message, the queues, the dead letters, an MPAN.
 
-Queries only: each returns what the store holds, and the routes (dip.api.monitoring,
-dip.api.registry) present it.
+Queries only: each returns what the store holds, and the routes (dip.ingress.views,
+dip.ingress.registry) present it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dip.accept.registry import Appointment, Registry
 from dip.queue import UNDELIVERED, DeliveryState
-from dip.registry import Appointment, Registry
 from dip.store.base import AppointmentRow, MessageRow
 from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 

@@ -21,9 +21,9 @@ import msgspec
 import orjson
 
 from dip import ids
+from dip.accept.level1 import Caller
 from dip.codes import Code
 from dip.directory import Directory
-from dip.ingest import Caller
 from dip.queue import DeliveryKind, status_queue
 from dip.responses import ResponseItem, item
 from dip.store.base import DeliveryRow, PendingDelivery

@@ -11,15 +11,16 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dip.api.common import JSON, BodyTooLarge, authenticate, is_json, node, read_body
-from dip.api.errors import PlainRefusal, Refusal
-from dip.api.openapi_docs import SEND_DOCS, VALIDATE_DOCS
+from dip.accept.level1 import may_send_on
+from dip.accept.schema import paused_gc, split_batch
 from dip.codes import Code
-from dip.ingest import may_send_on
-from dip.validation import paused_gc, split_batch
+from dip.ingress.auth import authenticate, node
+from dip.ingress.bodies import BodyTooLarge, is_json, read_body
+from dip.ingress.errors import JSON, PlainRefusal, Refusal
+from dip.ingress.openapi_docs import SEND_DOCS, VALIDATE_DOCS
 
 router = APIRouter()
-log = logging.getLogger("dip.api")
+log = logging.getLogger("dip.ingress")
 
 
 @router.post(

@@ -22,7 +22,7 @@ from dip.codes import Code
 from dip.exceptions import StoreError, UnstorableValue
 from dip.responses import item, standard_response
 
-log = logging.getLogger("dip.api")
+log = logging.getLogger("dip.ingress")
 JSON = "application/json"
 
 

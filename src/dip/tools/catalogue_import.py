@@ -1,6 +1,6 @@
 """``dip catalogue import-openapi``: put the official per-interface schemas into a running DIP.
 
-Reads the OpenAPI source folder (dip.openapi_import), then for each interface fetches the
+Reads the OpenAPI source folder (dip.tools.openapi_import), then for each interface fetches the
 channel from the DIP's admin API, replaces its event codes, schema versions and
 ``payloadSchemas`` with the official ones, and PUTs it back: a live change, no restart.
 Routing, correlation and obfuscation rules are kept as they are.
@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from dip.catalogue import default_catalogue
-from dip.openapi_import import load_reference
+from dip.tools.openapi_import import load_reference
 
 
 def import_into_dip(directory: Path, url: str, admin_key: str, only: list[str] | None = None) -> list[str]:

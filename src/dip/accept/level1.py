@@ -14,14 +14,15 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from dip import ids, registry_updates, routing
+from dip import ids
+from dip.accept import registry_updates, routing
+from dip.accept.registry import Appointment, Registry, RegistryView
+from dip.accept.schema import Checked, Header, payload_bytes
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Directory, Participant
 from dip.queue import publication_queue
-from dip.registry import Appointment, Registry, RegistryView
 from dip.store.base import AppointmentRow, DeliveryRow, MessageRow
-from dip.validation import Checked, Header, payload_bytes
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 _UNSEEN: datetime | None = datetime.min

@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dip import ids
-from dip.api.admin import Admin, AdminRoute
-from dip.api.common import JSON, BodyTooLarge, read_body
+from dip.ingress.admin import Admin, AdminRoute
+from dip.ingress.bodies import BodyTooLarge, read_body
+from dip.ingress.errors import JSON
 from dip.store.base import AppointmentRow
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)

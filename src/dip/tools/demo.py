@@ -16,9 +16,9 @@ from pathlib import Path
 
 from dip.directory import hash_api_key
 from dip.node import Node
-from dip.samples import SAMPLE_MPANS, sample_mpans
 from dip.signing import fingerprint, generate_identity, load_certificate_pem
 from dip.store import AppointmentRow
+from dip.tools.samples import SAMPLE_MPANS, sample_mpans
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,18 @@ from aiohttp import web
 from tqdm import tqdm
 
 from dip import ids
-from dip.client import DipClient
 from dip.exceptions import SignatureError
-from dip.samples import consumption_block, meter_install_block, mpan_core
 from dip.signing import fingerprint, load_certificate_pem, verify_request
-from dip.testing import AdminClient
+from dip.tools.client import DipClient
+from dip.tools.samples import consumption_block, meter_install_block, mpan_core
+from dip.tools.testing import AdminClient
 
 SUPPLIERS = ("1000000001", "1000000002", "1000000003")
 REGS, MSS, SDS, MDS = "1100000001", "1200000001", "1300000001", "1400000001"
 GSP_GROUPS = {"10": "_A", "11": "_B", "12": "_C", "13": "_D", "14": "_E", "15": "_F", "16": "_G",
               "17": "_P", "18": "_N", "19": "_J", "20": "_H", "21": "_K", "22": "_L", "23": "_M"}
 CHANNELS = ("IF-021", "IF-005", "IF-006", "IF-001")
-REGISTRY_BASE = 3_000_000_000  # MPAN seeds of the registry; clear of the demo's (dip.samples)
+REGISTRY_BASE = 3_000_000_000  # MPAN seeds of the registry; clear of the demo's (dip.tools.samples)
 CHANGE_BASE = 8_000_000_000  # fresh MPANs per run for the change-of-supplier scenarios
 BP009_SHARE = 0.1  # of the traffic: IF-005; the rest is IF-021
 TICK = 0.1

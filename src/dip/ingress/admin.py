@@ -15,10 +15,12 @@ from starlette.responses import Response
 
 from dip import ids
 from dip.admin.participants import CertificateTaken
-from dip.api.common import JSON, BodyTooLarge, node, read_body
 from dip.catalogue import ChannelDefinition
 from dip.directory import Participant
 from dip.exceptions import CatalogueError, SignatureError
+from dip.ingress.auth import node
+from dip.ingress.bodies import BodyTooLarge, read_body
+from dip.ingress.errors import JSON
 from dip.node import Node
 
 _ROLE = re.compile(ids.ROLE_PATTERN)

@@ -23,9 +23,9 @@ from typing import Any
 import msgspec
 
 from dip import ids
+from dip.accept.registry import Appointment
 from dip.catalogue import RegistryUpdate
 from dip.pointers import parse_pointer
-from dip.registry import Appointment
 from dip.store.base import AppointmentRow
 
 

@@ -27,10 +27,11 @@ import jsonschema_rs
 import msgspec
 import orjson
 
-from dip import allocator, ids, registry_updates
+from dip import allocator, ids
+from dip.accept import registry_updates
+from dip.accept.registry_updates import Change
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
-from dip.registry_updates import Change
 from dip.schemas import payload_schema
 
 MAX_HELP = 480

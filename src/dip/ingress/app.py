@@ -10,13 +10,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from dip import __version__
-from dip.api import admin, errors, monitoring, participant, registry, status, webhooks
-from dip.api.openapi_docs import complete_responses
-from dip.api.paths import CaseInsensitivePaths
 from dip.config import Settings
+from dip.ingress import admin, errors, pubconfig, registry, send, status_messages, views
+from dip.ingress.openapi_docs import complete_responses
+from dip.ingress.paths import CaseInsensitivePaths
 from dip.node import Node
 
-log = logging.getLogger("dip.api")
+log = logging.getLogger("dip.ingress")
 
 DESCRIPTION = """
 The Data Integration Platform for GB Market-wide Half-Hourly Settlement.
@@ -51,12 +51,12 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.include_router(participant.router)
+    app.include_router(send.router)
     app.include_router(admin.router)
     app.include_router(registry.router)
-    app.include_router(monitoring.router)
-    app.include_router(webhooks.router)
-    app.include_router(status.router)
+    app.include_router(views.router)
+    app.include_router(pubconfig.router)
+    app.include_router(status_messages.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:

@@ -26,11 +26,11 @@ import certifi
 import httpx
 import uvicorn
 
-from dip.api import create_app
-from dip.client import Identity
 from dip.config import Settings
+from dip.ingress.app import create_app
 from dip.node import Node
 from dip.signing import generate_identity
+from dip.tools.client import Identity
 
 ADMIN_KEY = "test-admin-key"
 
@@ -147,7 +147,7 @@ class AdminClient:
         return Identity(participant_id, role or roles[0], api_key, key_pem, cert_pem, self.url, environment)
 
     def load_registry(self, appointments: list[dict[str, Any]]) -> httpx.Response:
-        """POST /admin/mpan-registry: rows like dip.samples.sample_appointments makes."""
+        """POST /admin/mpan-registry: rows like dip.tools.samples.sample_appointments makes."""
         return self.http.post("/admin/mpan-registry", json={"appointments": appointments})
 
     def put_channel(self, interface_id: str, definition: dict[str, Any]) -> httpx.Response:

@@ -17,8 +17,8 @@ from fastapi import APIRouter, HTTPException, Query
 from starlette.responses import Response
 
 from dip import ids
-from dip.api.admin import Admin, AdminRoute
-from dip.api.common import JSON
+from dip.ingress.admin import Admin, AdminRoute
+from dip.ingress.errors import JSON
 from dip.queue import DeliveryState
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)

@@ -1,55 +1,26 @@
-"""Helpers shared by the route modules: the node, reading bodies within limits, who is calling."""
+"""Who is calling: the API key's participant, the signature, the certificate's owner (401 otherwise)."""
 
 from __future__ import annotations
 
-import hashlib
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
-from dip.api.errors import JSON, Refusal
-from dip.api.paths import SENT_PATH
+from dip.accept.level1 import Caller
 from dip.codes import Code
 from dip.config import Settings
 from dip.exceptions import SignatureError
-from dip.ingest import Caller
+from dip.ingress.errors import Refusal
+from dip.ingress.paths import SENT_PATH
 from dip.node import Node
 from dip.signing import API_KEY, verify_request
-
-__all__ = ["JSON", "BodyTooLarge", "authenticate", "is_json", "node", "read_body", "signed_urls"]
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 def node(request: Request) -> Node:
     """The node serving this app (its use cases, its state, its settings)."""
     found: Node = request.app.state.node
     return found
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (BodyTooLarge) past ``limit`` bytes without reading it all.
-
-    The SHA-256 the signature check needs is computed chunk by chunk while the body arrives and
-    kept on ``request.state.body_sha256``, so a 200 MB batch is not hashed again afterwards.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks = []
-    size = 0
-    digest = hashlib.sha256()
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        digest.update(chunk)
-        chunks.append(chunk)
-    request.state.body_sha256 = digest.digest()
-    return b"".join(chunks)
 
 
 def signed_urls(settings: Settings, request: Request) -> list[str]:
@@ -101,8 +72,3 @@ def authenticate(dip: Node, request: Request, body: bytes, require_signature: bo
             principal.id,
         )
     return Caller(principal, owner)
-
-
-def is_json(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return content_type == JSON or (content_type.startswith("application/") and content_type.endswith("+json"))

@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dip.client import DipClient
+from dip.tools.client import DipClient
 
 DEMO_REGS = "1100000001"
 SAMPLE_MPANS = 10_000  # the demo registry holds the first MPANs of every seed's samples

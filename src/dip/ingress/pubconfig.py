@@ -16,14 +16,15 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dip.api.common import JSON, BodyTooLarge, authenticate, node, read_body
-from dip.api.errors import Refusal
-from dip.api.openapi_docs import SIGNATURE_PARAMETERS
+from dip.accept.level1 import Caller
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Webhook, WebhookKind
 from dip.egress.url_safety import callback_url_problem
-from dip.ingest import Caller
+from dip.ingress.auth import authenticate, node
+from dip.ingress.bodies import BodyTooLarge, read_body
+from dip.ingress.errors import JSON, Refusal
+from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS
 from dip.node import Node
 
 router = APIRouter(tags=["DIP Channel Publication Configuration"])

@@ -89,7 +89,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dip import allocator
-    from dip.api import create_app
+    from dip.ingress.app import create_app
     from dip.node import Node
 
     allocator.tune()
@@ -101,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
 
     async def on_started(dip: Node) -> None:
         if settings.demo:
-            from dip.demo import seed
+            from dip.tools.demo import seed
 
             profiles = await seed(dip, base_url)
             print(f"Demo participants (credentials in {profiles[0].parent}):", flush=True)
@@ -170,8 +170,8 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
 def send(args: argparse.Namespace) -> int:
     import orjson
 
-    from dip.client import DipClient, Identity
-    from dip.samples import sample_payloads
+    from dip.tools.client import DipClient, Identity
+    from dip.tools.samples import sample_payloads
 
     identity = Identity.load(args.profile)
     url = args.url or identity.url
@@ -212,7 +212,7 @@ def _admin_key(args: argparse.Namespace) -> str | None:
 
 
 def registry_load(args: argparse.Namespace) -> int:
-    from dip.registry_load import load_file
+    from dip.tools.registry_load import load_file
 
     admin_key = _admin_key(args)
     if not admin_key:
@@ -227,7 +227,7 @@ def registry_load(args: argparse.Namespace) -> int:
 
 
 def import_openapi(args: argparse.Namespace) -> int:
-    from dip.catalogue_import import import_into_dip
+    from dip.tools.catalogue_import import import_into_dip
 
     admin_key = _admin_key(args)
     if not admin_key:
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "registry":
             return registry_load(args)
         if args.command == "simulate":
-            from dip.simulate import command
+            from dip.tools.simulate import command
 
             admin_key = _admin_key(args)
             return command(args, admin_key) if admin_key else 2

@@ -15,11 +15,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dip.api.common import JSON, BodyTooLarge, authenticate, is_json, node, read_body
-from dip.api.errors import Refusal
-from dip.api.openapi_docs import SIGNATURE_PARAMETERS, STANDARD_RESPONSE, STANDARD_RESPONSE_ITEM
 from dip.codes import Code
 from dip.egress.status import StatusIn
+from dip.ingress.auth import authenticate, node
+from dip.ingress.bodies import BodyTooLarge, is_json, read_body
+from dip.ingress.errors import JSON, Refusal
+from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS, STANDARD_RESPONSE, STANDARD_RESPONSE_ITEM
 from dip.responses import standard_response
 from dip.schemas import STATUS_MESSAGE_ITEM
 
