@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from dip import ids
-from dip.accept.level1 import Caller, Verdict, judge, may_send_on
+from dip.accept.level1 import Caller, Verdict, judge, may_send_on, sender_role_problem
 from dip.accept.schema import check_chunk, spec_for
 from dip.catalogue import Channel, parse_definition
 from dip.codes import Code
@@ -440,6 +440,18 @@ def test_checks_run_in_order_sender_provider_role_sur_timestamp_correlation_addr
     assert one(COPY, caller(SUP), message(COPY, correlation="CI-20261101-a", **bad)).code == (
         Code.PRIMARY_PARTICIPANT_INVALID
     )
+
+
+# --- MSG1010: one rule, behind the per-message check and the 403 ------------------------------------------
+
+
+def test_the_sender_role_rule_names_what_is_wrong() -> None:
+    supplier, multi, regs = PARTICIPANTS[SUP], PARTICIPANTS[MULTI], PARTICIPANTS[REGS]
+    assert sender_role_problem(SUP_ONLY, supplier, "SUP") is None
+    assert sender_role_problem(SUP_ONLY, supplier) is None  # some role it holds may send
+    assert sender_role_problem(SUP_ONLY, multi, "MSS") == "role MSS may not send on IF-912 (senders: SUP)"
+    assert sender_role_problem(SUP_ONLY, supplier, "MSS") == f"senderRoleID MSS is not a role of '{SUP}'"
+    assert sender_role_problem(SUP_ONLY, regs) == f"'{REGS}' holds no role that may send on IF-912 (SUP)"
 
 
 # --- may_send_on ------------------------------------------------------------------------------------------
