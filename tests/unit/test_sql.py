@@ -14,9 +14,10 @@ from dip.store.sqlite import statements, translate
 
 
 def test_placeholders_lists_and_row_locks_become_sqlites() -> None:
-    sql = "SELECT a FROM t WHERE b = $1 AND c = ANY($2) AND d > $1 ORDER BY a LIMIT $3 FOR UPDATE SKIP LOCKED"
-    assert translate(sql) == ("SELECT a FROM t WHERE b = ?1 AND c IN (SELECT value FROM json_each(?2))"
-                              " AND d > ?1 ORDER BY a LIMIT ?3")
+    sql = ("SELECT t.a FROM unnest($2::text[]) AS l(c) JOIN t ON t.b = $1 AND t.c = l.c WHERE t.d > $1"
+           " ORDER BY t.a LIMIT $3 FOR UPDATE SKIP LOCKED")
+    assert translate(sql) == ("SELECT t.a FROM (SELECT value AS c FROM json_each(?2)) AS l JOIN t ON t.b = ?1"
+                              " AND t.c = l.c WHERE t.d > ?1 ORDER BY t.a LIMIT ?3")
     assert translate("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE") == (
         "SELECT lease_owner FROM queues WHERE queue = ?1")
 
@@ -68,3 +69,11 @@ def test_the_store_runs_no_sql_outside_the_file() -> None:
     beyond the dialects' primitives (COPY, temporary tables, pragmas, transaction control)."""
     source = resources.files("dip.store").joinpath("sql_store.py").read_text(encoding="utf-8")
     assert not re.search(r'"(SELECT|INSERT|UPDATE|DELETE) ', source)
+
+
+def test_list_parameters_are_joined_never_tested_with_any() -> None:
+    """``= ANY($n)`` under a plan PostgreSQL cached while a table was small tests every row against
+    the whole list, for ever after (docs/architecture.md, "Stores"): lists are joined (unnest)."""
+    for name, sql in queries.parse(
+            resources.files("dip.store").joinpath("sql", "queries.sql").read_text(encoding="utf-8")).items():
+        assert not re.search(r"ANY\s*\(", sql, re.IGNORECASE), name

@@ -305,7 +305,7 @@ class SqlStore:
     # -- what became of messages --------------------------------------------------------------------
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
-        rows = await self.db.fetch(self.q.delivery_states, transaction_ids)
+        rows = await self.db.fetch(self.q.delivery_states, sorted(set(transaction_ids)))
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:

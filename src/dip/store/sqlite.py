@@ -41,8 +41,9 @@ _WATCH_SECONDS = 0.02  # how often a process looks for other processes' commits
 # -- translation from PostgreSQL's SQL --------------------------------------------------------
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
-    # a list parameter: SQLite has no arrays; the list is bound as JSON text (see _bound)
-    (re.compile(r"=\s*ANY\(\$(\d+)\)"), r"IN (SELECT value FROM json_each($\1))"),
+    # a list parameter joined as a table: SQLite has no arrays; the list is bound as JSON text
+    # (see _bound) and json_each reads it back as rows
+    (re.compile(r"unnest\(\$(\d+)::\w+\[\]\) AS (\w+)\((\w+)\)"), r"(SELECT value AS \3 FROM json_each($\1)) AS \2"),
     # one writer at a time: a write transaction already keeps every other claimer out
     (re.compile(r"\s+FOR UPDATE( SKIP LOCKED)?"), ""),
     # numbered placeholders: SQLite's ?NNN binds the NNN-th parameter, as $NNN does
@@ -73,7 +74,7 @@ def statements(script: str) -> list[str]:
 
 
 def _bound(args: Sequence[Any]) -> Sequence[Any]:
-    """Parameters as sqlite3 binds them: a list parameter (``= ANY($n)``) as JSON text."""
+    """Parameters as sqlite3 binds them: a list parameter (``unnest($n::type[])``) as JSON text."""
     if any(isinstance(a, list | tuple) for a in args):
         return [orjson.dumps(a).decode() if isinstance(a, list | tuple) else a for a in args]
     return args

@@ -1,8 +1,14 @@
 -- Every statement the store runs, written once in PostgreSQL's SQL and named. The SQLite
 -- dialect translates them mechanically when it loads them (dip.store.sqlite.translate):
--- $n placeholders, "= ANY($n)" list parameters and "FOR UPDATE [SKIP LOCKED]". Nothing here may
--- need more than that: a statement one dialect cannot run goes behind a dialect primitive
--- (COPY, bulk upsert, statistics), never into a second copy of this file.
+-- $n placeholders, "unnest($n::type[]) AS b(col)" list parameters and "FOR UPDATE [SKIP
+-- LOCKED]". Nothing here may need more than that: a statement one dialect cannot run goes behind
+-- a dialect primitive (COPY, bulk upsert, statistics), never into a second copy of this file.
+--
+-- A list parameter is always joined as a table (unnest), never tested with "= ANY($n)": a plan
+-- that PostgreSQL caches for a prepared statement while a table is still small may scan the
+-- table and test every row against the whole list, and keeps doing so as the table grows
+-- (measured: 15 s instead of 30 ms for 10,000 references on 100,000 rows). A join stays an
+-- index probe per list element in any plan.
 
 -- ---------------------------------------------------------------------------------------
 -- State shared by the nodes: participants, credentials, channels, webhooks
@@ -102,7 +108,7 @@ SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1;
 
 -- name: existing_references
 -- which of one sender's references are taken (the unique index on (sender_id, sur) decides)
-SELECT sur FROM messages WHERE sender_id = $1 AND sur = ANY($2);
+SELECT m.sur FROM unnest($2::text[]) AS b(sur) JOIN messages m ON m.sender_id = $1 AND m.sur = b.sur;
 
 -- name: message
 SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
@@ -113,12 +119,15 @@ FROM messages WHERE transaction_id = $1;
 SELECT count(*) FROM messages;
 
 -- name: senders
-SELECT transaction_id, sender_id, correlation_id FROM messages WHERE transaction_id = ANY($1);
+-- $1 holds no transaction ID twice (as every list parameter here)
+SELECT m.transaction_id, m.sender_id, m.correlation_id
+FROM unnest($1::text[]) AS b(id) JOIN messages m ON m.transaction_id = b.id;
 
 -- name: stored_messages
 -- what delivery needs of the stored messages a queue's next call carries (message_cache.StoredMessage)
-SELECT transaction_id, payload, correlation_id, received_at, a0_secondary, a0_always, common_start, common_end
-FROM messages WHERE transaction_id = ANY($1);
+SELECT m.transaction_id, m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start,
+       m.common_end
+FROM unnest($1::text[]) AS b(id) JOIN messages m ON m.transaction_id = b.id;
 
 -- ---------------------------------------------------------------------------------------
 -- The MPAN registry
@@ -130,7 +139,8 @@ SELECT value FROM meta WHERE key = 'registry_seq';
 UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value;
 
 -- name: appointments
-SELECT mpan, role, effective_from, participant_id, effective_to FROM mpan_appointments WHERE mpan = ANY($1);
+SELECT a.mpan, a.role, a.effective_from, a.participant_id, a.effective_to
+FROM unnest($1::text[]) AS b(mpan) JOIN mpan_appointments a ON a.mpan = b.mpan;
 
 -- name: registry_changes
 -- ORDER BY seq walks the seq index in any plan (a DISTINCT would scan the table)
@@ -176,7 +186,7 @@ SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE;
 
 -- name: settle_deliveries
 UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3, done_at = $4
-WHERE id = ANY($5);
+FROM unnest($5::bigint[]) AS b(id) WHERE deliveries.id = b.id;
 
 -- name: record_call
 INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)
@@ -192,8 +202,8 @@ WHERE queue = $4;
 -- deliveries; its queue's watermark says it was delivered)
 
 -- name: delivery_states
-SELECT transaction_id, recipient_id, role, kind, state FROM delivery_status WHERE transaction_id = ANY($1)
-ORDER BY id;
+SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state
+FROM unnest($1::text[]) AS b(id) JOIN delivery_status s ON s.transaction_id = b.id ORDER BY s.id;
 
 -- name: delivery_history
 SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
