@@ -14,10 +14,10 @@ from dip.store.sqlite import statements, translate
 
 
 def test_placeholders_lists_and_row_locks_become_sqlites() -> None:
-    sql = ("SELECT t.a FROM unnest($2::text[]) AS l(c) JOIN t ON t.b = $1 AND t.c = l.c WHERE t.d > $1"
+    sql = ("SELECT t.a FROM unnest($2::text[]) AS l(c) CROSS JOIN t WHERE t.b = $1 AND t.c = l.c AND t.d > $1"
            " ORDER BY t.a LIMIT $3 FOR UPDATE SKIP LOCKED")
-    assert translate(sql) == ("SELECT t.a FROM (SELECT value AS c FROM json_each(?2)) AS l JOIN t ON t.b = ?1"
-                              " AND t.c = l.c WHERE t.d > ?1 ORDER BY t.a LIMIT ?3")
+    assert translate(sql) == ("SELECT t.a FROM (SELECT value AS c FROM json_each(?2)) AS l CROSS JOIN t WHERE t.b = ?1"
+                              " AND t.c = l.c AND t.d > ?1 ORDER BY t.a LIMIT ?3")
     assert translate("SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE") == (
         "SELECT lease_owner FROM queues WHERE queue = ?1")
 
@@ -44,6 +44,31 @@ def test_an_unknown_query_name_is_an_error() -> None:
     q = queries.load(translate)
     with pytest.raises(AttributeError, match="no query named 'nope'"):
         q.nope  # noqa: B018
+
+
+def _migrated_sqlite() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(queries.load(translate).create_schema_migrations)
+    for _, script in migrations():
+        for statement in statements(script):
+            conn.execute(statement)
+    return conn
+
+
+def test_sqlite_reads_a_list_parameter_as_the_outer_loop() -> None:
+    """Each element of the list is one index probe; the other way round (every row of a table
+    against the whole list) costs the table's size times the list's."""
+    conn = _migrated_sqlite()
+    q = queries.load(translate)
+    listed = [name for name in q.names() if "json_each" in getattr(q, name)]
+    assert len(listed) >= 6
+    for name in listed:
+        sql = getattr(q, name)
+        marks = {int(m) for m in re.findall(r"\?(\d+)", sql)}
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [None] * max(marks))]
+        loops = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+        assert loops[0].startswith("SCAN json_each"), (name, plan)
+        assert all(step.startswith("SEARCH") for step in loops[1:]), (name, plan)
 
 
 def test_every_statement_is_valid_sqlite_once_translated() -> None:

@@ -8,7 +8,9 @@
 -- that PostgreSQL caches for a prepared statement while a table is still small may scan the
 -- table and test every row against the whole list, and keeps doing so as the table grows
 -- (measured: 15 s instead of 30 ms for 10,000 references on 100,000 rows). A join stays an
--- index probe per list element in any plan.
+-- index probe per list element in any plan. The join is written "CROSS JOIN ... WHERE": SQLite
+-- then keeps the list as the outer loop (left to itself it may scan all of one sender's messages
+-- and the list for each), and PostgreSQL plans it as any other join.
 
 -- ---------------------------------------------------------------------------------------
 -- State shared by the nodes: participants, credentials, channels, webhooks
@@ -108,7 +110,7 @@ SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1;
 
 -- name: existing_references
 -- which of one sender's references are taken (the unique index on (sender_id, sur) decides)
-SELECT m.sur FROM unnest($2::text[]) AS b(sur) JOIN messages m ON m.sender_id = $1 AND m.sur = b.sur;
+SELECT m.sur FROM unnest($2::text[]) AS b(sur) CROSS JOIN messages m WHERE m.sender_id = $1 AND m.sur = b.sur;
 
 -- name: message
 SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
@@ -121,13 +123,13 @@ SELECT count(*) FROM messages;
 -- name: senders
 -- $1 holds no transaction ID twice (as every list parameter here)
 SELECT m.transaction_id, m.sender_id, m.correlation_id
-FROM unnest($1::text[]) AS b(id) JOIN messages m ON m.transaction_id = b.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m WHERE m.transaction_id = b.id;
 
 -- name: stored_messages
 -- what delivery needs of the stored messages a queue's next call carries (message_cache.StoredMessage)
 SELECT m.transaction_id, m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start,
        m.common_end
-FROM unnest($1::text[]) AS b(id) JOIN messages m ON m.transaction_id = b.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m WHERE m.transaction_id = b.id;
 
 -- ---------------------------------------------------------------------------------------
 -- The MPAN registry
@@ -140,7 +142,7 @@ UPDATE meta SET value = value + 1 WHERE key = 'registry_seq' RETURNING value;
 
 -- name: appointments
 SELECT a.mpan, a.role, a.effective_from, a.participant_id, a.effective_to
-FROM unnest($1::text[]) AS b(mpan) JOIN mpan_appointments a ON a.mpan = b.mpan;
+FROM unnest($1::text[]) AS b(mpan) CROSS JOIN mpan_appointments a WHERE a.mpan = b.mpan;
 
 -- name: registry_changes
 -- ORDER BY seq walks the seq index in any plan (a DISTINCT would scan the table)
@@ -203,7 +205,7 @@ WHERE queue = $4;
 
 -- name: delivery_states
 SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state
-FROM unnest($1::text[]) AS b(id) JOIN delivery_status s ON s.transaction_id = b.id ORDER BY s.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id ORDER BY s.id;
 
 -- name: delivery_history
 SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
