@@ -6,6 +6,7 @@ as they are. Driver errors become dip.exceptions here (``errors``), and nowhere 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -42,11 +43,11 @@ def errors() -> Iterator[None]:
         raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
 
-class _Reads:
+class _Reads(abc.ABC):
     """fetch, fetchrow and fetchval on ``_target()``: the pool, or one connection."""
 
-    def _target(self) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _target(self) -> Any: ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with errors():

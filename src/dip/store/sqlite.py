@@ -18,6 +18,7 @@ them into SQLite's when they are loaded.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -102,11 +103,11 @@ def translate_error(exc: BaseException) -> BaseException:
 # -- the database -----------------------------------------------------------------------------
 
 
-class _Reads:
+class _Reads(abc.ABC):
     """fetch, fetchrow and fetchval over ``_run``: the connection (and thread) they run on."""
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._run(lambda c: c.execute(sql, _bound(args)).fetchall())
