@@ -37,6 +37,9 @@ class Settings:
     signature_max_skew_seconds: float = 300
     rate_limit_messages_per_second: float = 0  # 0 = no limit
     rate_limit_burst: int = 100_000
+    archive_rate_limit: float = 2.0  # replay, requeue and search requests per second per participant; 0 = none
+    archive_burst: int = 20
+    replay_page_size: int = 50_000  # elements per replay answer (E2E 4.9); larger selections page
     validation_workers: int | None = None  # None = one per CPU
     state_poll_seconds: float = 1.0
     retry_initial_seconds: float = field(default_factory=lambda: _env_float("DIP_RETRY_INITIAL_SECONDS", 1))

@@ -3,6 +3,8 @@
 Formats (E2E Solution Architecture 4.2.3; API contract):
 - transaction ID  ``T-{interfaceID}-{senderDIPID}-{senderRoleID}-{YYYYMMDD}-{hex}`` (<= 65 chars)
 - correlation ID  ``CI-{YYYYMMDD}-{hex}`` (<= 60 chars)
+- a replay's correlation ID ``R-{original}`` cut to 60 chars, or ``R-{YYYYMMDD}-{hex}`` of its new
+  transaction ID when the original had none (docs/archive.md)
 - sender unique reference ``S-[IF-|REP-]{nnn}-{participant}-{role}-{YYYYMMDD}-{ref}`` (<= 200 chars)
 - timestamps      ``YYYY-MM-DDTHH:MM:SS+00:00`` (25 chars, UTC)
 
@@ -17,6 +19,7 @@ import functools
 import re
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -79,6 +82,25 @@ def transaction_id(interface_id: str, sender_id: str, role: str, moment: datetim
     if len(tid) > TRANSACTION_ID_MAX_LENGTH:  # a 5-letter role on REP-002A still fits; guard anyway
         raise ValueError(f"transaction ID longer than {TRANSACTION_ID_MAX_LENGTH}: {tid}")
     return tid
+
+
+def replay_transaction_ids(originals: Sequence[str], moment: datetime) -> list[str]:
+    """New transaction IDs for replays of ``originals``: each keeps its original's interface,
+    sender and role, with the replay's date and a new sequence."""
+    day = f"{moment.astimezone(UTC):%Y%m%d}"
+    return [f"{tid.rsplit('-', 2)[0]}-{day}-{seq}" for tid, seq in zip(originals, sequences(moment, len(originals)),
+                                                                        strict=True)]
+
+
+REPLY_PREFIX = "R-"
+
+
+def reply_correlation_id(original: str | None, replay_transaction_id: str) -> str:
+    """The correlation ID of a replayed message's new wrapper (E2E 4.9: "with a reply prefix")."""
+    if original:
+        return (REPLY_PREFIX + original)[:CORRELATION_ID_MAX_LENGTH]
+    _, day, seq = replay_transaction_id.rsplit("-", 2)
+    return f"{REPLY_PREFIX}{day}-{seq}"
 
 
 def correlation_id(moment: datetime) -> str:

@@ -22,6 +22,9 @@ from dip.admin.participants import Participants
 from dip.admin.registry import RegistryLoads
 from dip.admin.views import OperatorViews
 from dip.admin.webhooks import Webhooks
+from dip.archive.redrive import Redriving
+from dip.archive.replay import Replay
+from dip.archive.requeue import Requeue, RequeueAppender
 from dip.catalogue import default_catalogue
 from dip.config import Settings
 from dip.directory import hash_api_key, new_api_key
@@ -31,7 +34,7 @@ from dip.egress.element_cache import ElementCache
 from dip.egress.retry import RetryPolicy
 from dip.egress.sender import WebhookSender
 from dip.egress.status import RelayStatusMessages, StatusNotices
-from dip.egress.worker import DeliveryWorker
+from dip.egress.worker import DeliveryWorker, new_owner
 from dip.ingress.ratelimit import MessageRateLimiter
 from dip.signing import SigningKey, generate_identity, load_private_key_pem
 from dip.state import SharedState
@@ -52,6 +55,7 @@ class Node:
         self.state = SharedState(self.store, settings.state_poll_seconds)
         self.checker = SchemaChecker(settings.validation_workers)
         self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
+        self.archive_limiter = MessageRateLimiter(settings.archive_rate_limit, settings.archive_burst)
         self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
         self.signing_key: SigningKey | None = None
         self.signing_cert_pem = b""
@@ -66,6 +70,10 @@ class Node:
         self.webhooks = Webhooks(self.store, self.state, self.wake_delivery)
         self.registry_loads = RegistryLoads(self.store)
         self.views = OperatorViews(self.store)
+        self.requeue_appender = RequeueAppender(self.store, new_owner(), self.wake_delivery)
+        self.replay = Replay(self.store, settings.ticket_url, settings.replay_page_size)
+        self.requeue = Requeue(self.store, self.state, self.requeue_appender.wake)
+        self.redrive = Redriving(self.store, self.wake_delivery)
 
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""
@@ -87,9 +95,11 @@ class Node:
             self.worker = self._delivery_worker()
             self.worker.start()
             await self.worker.listen()
+        self.requeue_appender.start()
         self.state.start_polling()
 
     async def stop(self) -> None:
+        await self.requeue_appender.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.state.stop_polling()

@@ -28,6 +28,7 @@ class DeliveryState(StrEnum):
     REJECTED = "rejected"  # the recipient refused it as invalid (400, or named in a 207)
     FAILED = "failed"  # the webhook refused the call for good (401, 403, 404, ...)
     DEAD = "dead"  # not delivered before the dead-letter deadline
+    REDRIVEN = "redriven"  # was undelivered; the operator put a copy back on the queue (dip.archive.redrive)
 
 
 UNDELIVERED = (DeliveryState.DEAD, DeliveryState.FAILED, DeliveryState.REJECTED)

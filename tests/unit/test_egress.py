@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from dip.accept.schema import common_span
-from dip.egress.body import Publication, egress_body, egress_element, egress_payload
+from dip.egress.body import Publication, Replayed, egress_body, egress_element, egress_payload
 
 STORED = {
     "CommonBlock": {
@@ -45,11 +45,13 @@ def test_d0_and_a0_are_added() -> None:
 def test_a0_is_created_when_the_sender_sent_none_and_replays_are_marked() -> None:
     stored = {k: v for k, v in STORED.items()}
     stored["CommonBlock"] = {k: v for k, v in STORED["CommonBlock"].items() if k != "A0"}
-    out = egress_payload(publication(payload=orjson.dumps(stored), replay=True, correlation_id="CI-20261123-ab"),
+    replay = Replayed("T-NEW", 1_763_464_000_000_000, "R-CI-20261123-ab")
+    out = egress_payload(publication(payload=orjson.dumps(stored), replay=replay, correlation_id="CI-20261123-ab"),
                          [], None)
     assert out["CommonBlock"]["A0"]["primaryRecipients"] == []
     assert out["CommonBlock"]["D0"]["replayIndicator"] is True
-    assert out["CommonBlock"]["D0"]["initialCorrelationID"] == "CI-20261123-ab"
+    assert out["CommonBlock"]["D0"]["transactionID"] == "T-NEW"
+    assert out["CommonBlock"]["D0"]["initialCorrelationID"] == "R-CI-20261123-ab"
 
 
 def test_masking_is_per_recipient_and_leaves_the_stored_bytes_alone() -> None:

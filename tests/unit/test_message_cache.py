@@ -44,7 +44,7 @@ def test_putting_a_message_again_does_not_count_it_twice() -> None:
 
 def rows(*tids: str) -> list[tuple[object, ...]]:
     """Delivery rows as a store returns them (id, transaction ID, recipient, role, kind, ...)."""
-    return [(i, tid, "R", "SUP", "secondary", 0, 0, None) for i, tid in enumerate(tids)]
+    return [(i, tid, "R", "SUP", "secondary", 0, 0, None, None) for i, tid in enumerate(tids)]
 
 
 class Reader:

@@ -252,7 +252,9 @@ class Judge:
                 payload_bytes(c, raws[c.index]),
                 a0_secondary,
                 a0_always,
-                *(c.common_span or (None, None)),
+                common_start=c.common_span[0] if c.common_span else None,
+                common_end=c.common_span[1] if c.common_span else None,
+                retention_days=channel.definition.retentionDays,
             )
             verdicts.append(Verdict(c.index, Code.SUCCESS, None, h.sur, h.sender_id, h.dcp_id, row, deliveries,
                                     self._appointments(h) if h.changes else ()))

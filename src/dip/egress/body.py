@@ -20,6 +20,14 @@ from dip import ids
 from dip.egress.obfuscation import mask
 
 
+class Replayed(NamedTuple):
+    """The new wrapper of a replayed message (E2E 4.9; docs/archive.md)."""
+
+    transaction_id: str
+    at: int  # microseconds since the epoch: the replay's (or the requeue's) moment
+    correlation_id: str  # reply-prefixed (dip.ids.reply_correlation_id)
+
+
 class Publication(NamedTuple):
     """One stored message on its way to one recipient (participant, role)."""
 
@@ -31,7 +39,7 @@ class Publication(NamedTuple):
     role: str  # the recipient's role: decides what is masked
     secondary_ids: Sequence[str] = ()
     always_ids: Sequence[str] = ()
-    replay: bool = False
+    replay: Replayed | None = None  # a replay: sent under this new wrapper, the original beside it
     common_span: tuple[int, int] | None = None  # where CommonBlock lies in payload, found at ingest
 
 
@@ -47,15 +55,27 @@ def _augment(common: dict[str, Any], p: Publication, ticket_url: str | None) -> 
     a0["secondaryRecipients"] = list(p.secondary_ids)
     a0["always"] = list(p.always_ids)
     common["A0"] = a0
-    common["D0"] = {
+    common["D0"] = _d0(p, ticket_url) if p.replay is None else {
+        "transactionID": p.replay.transaction_id,
+        "transactionTimestamp": _stamp(p.replay.at),
+        "publicationID": p.publication_id,
+        "initialCorrelationID": p.replay.correlation_id,
+        "replayIndicator": True,
+        "serviceTicketURL": ticket_url,
+    }
+    return common
+
+
+def _d0(p: Publication, ticket_url: str | None) -> dict[str, Any]:
+    """The message's own wrapper, as first sent."""
+    return {
         "transactionID": p.transaction_id,
         "transactionTimestamp": _stamp(p.received_at),
         "publicationID": p.publication_id,
         "initialCorrelationID": p.correlation_id,
-        "replayIndicator": p.replay,
+        "replayIndicator": False,
         "serviceTicketURL": ticket_url,
     }
-    return common
 
 
 def egress_payload(p: Publication, masked: Sequence[str], ticket_url: str | None) -> dict[str, Any]:
@@ -92,11 +112,20 @@ _ELEMENT_START, _ELEMENT_END = b'{"payload":', b"}"
 
 
 def egress_element(p: Publication, masked: Sequence[str], ticket_url: str | None) -> bytes:
-    """One element of a DIPMessageEgressArray, ``{"payload": ...}``, as JSON.
+    """One element of a DIPMessageEgressArray, ``{"payload": ...}``, as JSON; a replay's carries
+    its original wrapper beside the payload: ``{"payload": ..., "originalWrapper": {"D0": ...}}``
+    (the official element allows keys beside ``payload``; ``CommonBlock`` and ``D0`` do not).
 
     Unmasked, with the common block's place in the stored payload known (found at ingest), only
     the common block is read: the rest of the message is copied around it as stored.
     """
+    element = _element(p, masked, ticket_url)
+    if p.replay is None:
+        return element
+    return b"".join((element[:-1], b',"originalWrapper":', _encode.encode({"D0": _d0(p, ticket_url)}), b"}"))
+
+
+def _element(p: Publication, masked: Sequence[str], ticket_url: str | None) -> bytes:
     span = p.common_span
     if span is not None and not masked:
         start, end = span

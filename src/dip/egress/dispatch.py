@@ -16,7 +16,7 @@ from typing import Protocol
 from dip import ids
 from dip.catalogue import Catalogue
 from dip.directory import Directory, WebhookKind
-from dip.egress.body import Publication, egress_array, egress_element
+from dip.egress.body import Publication, Replayed, egress_array, egress_element
 from dip.egress.breaker import CircuitBreakers
 from dip.egress.element_cache import ElementCache, element_key
 from dip.egress.outcomes import EGRESS, NAMED, Consequence, Notice, Outcome
@@ -182,15 +182,18 @@ class Dispatcher:
         cache, elements = ctx.elements, []
         for p in batch:
             masked = masks.get(p.role, ())
-            key = element_key(p.transaction_id, publication_id, masked)
-            element = cache.get(key) if cache is not None else None
+            # a requeued replay is sent once: its element (a wrapper of its own) is not kept
+            key = element_key(p.transaction_id, publication_id, masked) if p.replay_id is None else None
+            element = cache.get(key) if cache is not None and key is not None else None
             if element is None:
+                replay = None if p.replay_id is None else Replayed(
+                    p.replay_id, p.accepted_at, ids.reply_correlation_id(p.correlation_id, p.replay_id))
                 element = egress_element(
                     Publication(p.transaction_id, publication_id, p.payload or b"{}", p.received_at or p.accepted_at,
-                                p.correlation_id, p.role, _ids(p.a0_secondary), _ids(p.a0_always),
+                                p.correlation_id, p.role, _ids(p.a0_secondary), _ids(p.a0_always), replay,
                                 common_span=_span(p.common_start, p.common_end)),
                     masked, ctx.notices.ticket_url(p.transaction_id))
-                if cache is not None and p.payload is not None:
+                if cache is not None and key is not None and p.payload is not None:
                     cache.put(key, element)
             elements.append(element)
         return elements

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 
 from dip.accept.level1 import Caller
+from dip.catalogue import Channel
 from dip.codes import Code
 from dip.config import Settings
 from dip.exceptions import SignatureError
@@ -72,3 +73,31 @@ def authenticate(dip: Node, request: Request, body: bytes, require_signature: bo
             principal.id,
         )
     return Caller(principal, owner)
+
+
+def authenticate_for(dip: Node, request: Request, recipient_id: str, channel: Channel | None, body: bytes) -> Caller:
+    """The caller, when it may act for ``recipient_id`` on ``channel`` (its webhooks, replay,
+    requeue): the recipient itself, or a connection provider it appointed for a role that receives
+    the channel (a role it holds, for the status-message webhook: ``channel`` None); else a Refusal."""
+    caller = authenticate(dip, request, body)
+    directory = dip.state.directory
+    recipient = directory.active(recipient_id)
+    if recipient is None:
+        raise Refusal(404, Code.PROCESSING_FAILED, f"404 Not Found: no on-boarded participant '{recipient_id}'",
+                      caller.principal.id)
+    receiving = channel.receiving_roles() if channel is not None else recipient.roles
+    named = channel is not None and recipient_id in channel.definition.routing.always.participants
+    if channel is not None and not recipient.roles & receiving and not named:
+        raise Refusal(403, Code.PROCESSING_FAILED,
+                      f"403 Forbidden: '{recipient_id}' holds no role that receives {channel.publication_id}",
+                      caller.principal.id)
+    if recipient_id in (caller.principal.id, caller.physical.id):
+        return caller
+    if directory.provider_roles(recipient_id, caller.physical.id) & receiving:
+        return caller
+    raise Refusal(
+        403, Code.PROCESSING_FAILED,
+        f"403 Forbidden: '{caller.physical.id}' is neither '{recipient_id}' nor a connection provider it appointed "
+        "for this channel",
+        caller.principal.id,
+    )

@@ -21,7 +21,7 @@ from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Webhook, WebhookKind
 from dip.egress.url_safety import callback_url_problem
-from dip.ingress.auth import authenticate, node
+from dip.ingress.auth import authenticate_for, node
 from dip.ingress.bodies import BodyTooLarge, read_body
 from dip.ingress.errors import JSON, Refusal
 from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS
@@ -58,32 +58,6 @@ def _number(value: Any, name: str, default: int, highest: int) -> int | str:
     return int(value)
 
 
-def _authorised(dip: Node, request: Request, recipient_id: str, channel: Channel | None, body: bytes) -> Caller:
-    """The caller, when it may configure ``recipient_id``'s webhook (else a Refusal)."""
-    caller = authenticate(dip, request, body)
-    directory = dip.state.directory
-    recipient = directory.active(recipient_id)
-    if recipient is None:
-        raise Refusal(404, Code.PROCESSING_FAILED, f"404 Not Found: no on-boarded participant '{recipient_id}'",
-                      caller.principal.id)
-    receiving = channel.receiving_roles() if channel is not None else recipient.roles
-    named = channel is not None and recipient_id in channel.definition.routing.always.participants
-    if channel is not None and not recipient.roles & receiving and not named:
-        raise Refusal(403, Code.PROCESSING_FAILED,
-                      f"403 Forbidden: '{recipient_id}' holds no role that receives {channel.publication_id}",
-                      caller.principal.id)
-    if recipient_id in (caller.principal.id, caller.physical.id):
-        return caller
-    if directory.provider_roles(recipient_id, caller.physical.id) & receiving:
-        return caller
-    raise Refusal(
-        403, Code.PROCESSING_FAILED,
-        f"403 Forbidden: '{caller.physical.id}' is neither '{recipient_id}' nor a connection provider it appointed "
-        "for this channel",
-        caller.principal.id,
-    )
-
-
 async def _prepare(request: Request, recipient_id: str, channel: Channel | None) -> tuple[Node, bytes, Caller]:
     """Read the (small) body and check who is asking."""
     dip = node(request)
@@ -91,7 +65,7 @@ async def _prepare(request: Request, recipient_id: str, channel: Channel | None)
         body = await read_body(request, 64 * 1024)
     except BodyTooLarge as exc:
         raise Refusal(413, Code.PROCESSING_FAILED, "413 Payload Too Large: a webhook configuration") from exc
-    return dip, body, _authorised(dip, request, recipient_id, channel, body)
+    return dip, body, authenticate_for(dip, request, recipient_id, channel, body)
 
 
 async def _register(request: Request, recipient_id: str, kind: WebhookKind, channel: Channel | None) -> Response:
@@ -131,7 +105,7 @@ async def _remove(request: Request, recipient_id: str, kind: WebhookKind, channe
     return Response(status_code=204)
 
 
-def _channel(request: Request, interface_id: str) -> Channel:
+def known_channel(request: Request, interface_id: str) -> Channel:
     channel = node(request).state.catalogue.get(interface_id)
     if channel is None:
         raise Refusal(404, Code.INTERFACE_INVALID, f"404 Not Found: there is no channel {interface_id}")
@@ -141,13 +115,13 @@ def _channel(request: Request, interface_id: str) -> Channel:
 @router.post("/dip-channel/{interface_id}/pubconfig/{recipient_id}", openapi_extra=_DOCS, response_class=Response,
              summary="Register the webhook for a channel's publication", operation_id="configurePublication")
 async def configure_publication(interface_id: str, recipient_id: str, request: Request) -> Response:
-    return await _register(request, recipient_id, WebhookKind.PUBLICATION, _channel(request, interface_id))
+    return await _register(request, recipient_id, WebhookKind.PUBLICATION, known_channel(request, interface_id))
 
 
 @router.delete("/dip-channel/{interface_id}/pubconfig/{recipient_id}", status_code=204, response_class=Response,
                openapi_extra={"parameters": SIGNATURE_PARAMETERS}, summary="Remove a publication webhook")
 async def remove_publication(interface_id: str, recipient_id: str, request: Request) -> Response:
-    return await _remove(request, recipient_id, WebhookKind.PUBLICATION, _channel(request, interface_id))
+    return await _remove(request, recipient_id, WebhookKind.PUBLICATION, known_channel(request, interface_id))
 
 
 @router.post("/statusmessage/config/{recipient_id}", openapi_extra=_DOCS, response_class=Response,

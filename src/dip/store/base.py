@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dip.queue import DeliveryState
+from dip.store.archive import ArchiveStore
 
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
@@ -74,6 +75,7 @@ class PendingDelivery(NamedTuple):
     a0_always: str | None
     common_start: int | None = None  # as on MessageRow
     common_end: int | None = None
+    replay_id: str | None = None  # a requeued replay: the transaction ID of its new wrapper
 
 
 class Settlement(NamedTuple):
@@ -150,6 +152,7 @@ class MessageRow(NamedTuple):
     a0_always: str = ""  # the always recipients (A0.always), comma-separated
     common_start: int | None = None  # the CommonBlock object is payload[common_start:common_end]
     common_end: int | None = None
+    retention_days: int = 730  # the channel's retentionDays when it was accepted: kept that long
 
 
 class MessageBatch(Protocol):
@@ -306,7 +309,7 @@ class ReportStore(Protocol):
         oldest first, at most ``limit``; optionally one recipient's, or one channel's."""
 
 
-class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, Protocol):
+class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, ArchiveStore, Protocol):
     """All of it: what a node opens. Each use case takes only the part it needs."""
 
     async def open(self) -> None:

@@ -107,9 +107,9 @@ class InMemoryQueues:
         for d in self._pending(queue)[:limit]:
             r = d.row
             m = self.messages.get(r.transaction_id) if r.kind != DeliveryKind.STATUS else None
-            out.append(PendingDelivery(
+            out.append(PendingDelivery._make((
                 d.id, r.transaction_id, r.recipient_id, r.role, r.kind, r.accepted_at, d.attempts, r.body,
-                *(m if m is not None else (None, None, None, None, None, None, None))))
+                *(m if m is not None else (None, None, None, None, None, None, None)), None)))
         return out
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,

@@ -102,7 +102,7 @@ _NO_MESSAGE = (None,) * len(StoredMessage._fields)
 async def pending_from(rows: Sequence[Sequence[Any]], fetch: Callable[[list[str]], Awaitable[dict[str, StoredMessage]]],
                        cache: MessageCache | None) -> list[PendingDelivery]:
     """PendingDelivery values for a queue's delivery rows (id, transaction ID, recipient, role,
-    kind, accepted at, attempts, body), their messages from ``cache`` or else from ``fetch``
+    kind, accepted at, attempts, body, replay ID), their messages from ``cache`` or else from ``fetch``
     (which reads them from the store); status messages carry no stored message."""
     messages: dict[str, StoredMessage] = {}
     missing: list[str] = []
@@ -131,7 +131,8 @@ async def pending_from(rows: Sequence[Sequence[Any]], fetch: Callable[[list[str]
         cache.shared += len(waiting) - len(again)
         if again:
             messages.update(await _read(sorted(again), fetch, cache))
-    return [PendingDelivery(*r, *(_NO_MESSAGE if r[4] == DeliveryKind.STATUS else messages.get(r[1], _NO_MESSAGE)))
+    return [PendingDelivery._make((*r[:8], *(_NO_MESSAGE if r[4] == DeliveryKind.STATUS
+                                              else messages.get(r[1], _NO_MESSAGE)), r[8]))
             for r in rows]
 
 

@@ -1,6 +1,8 @@
 """The store's named SQL statements (``sql/queries.sql``), loaded once per dialect.
 
 The file holds blocks headed ``-- name: some_name``; a block's other comment lines document it.
+A block whose name starts with ``_`` is a fragment, not a statement: ``{_name}`` in a statement
+is replaced by it (statements that differ only in what drives them share the rest).
 Each dialect's ``translate`` is applied once, at load: the statements the store runs are then
 plain strings, with no work left per call.
 """
@@ -34,7 +36,18 @@ def parse(text: str) -> dict[str, str]:
         elif name is not None and not stripped.startswith("--"):
             lines.append(line.rstrip())
     close()
-    return found
+    fragments = {k: v for k, v in found.items() if k.startswith("_")}
+    statements = {}
+    for key, sql in found.items():
+        if key.startswith("_"):
+            continue
+        for _ in range(len(fragments) + 1):  # fragments may use fragments
+            for fragment, text in fragments.items():
+                sql = sql.replace("{" + fragment + "}", text)
+        if "{_" in sql:
+            raise ValueError(f"query {key!r} uses an unknown fragment")
+        statements[key] = sql
+    return statements
 
 
 class Queries:

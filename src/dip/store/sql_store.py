@@ -18,6 +18,16 @@ from typing import Any
 
 from dip.exceptions import UniqueViolation
 from dip.queue import UNDELIVERED, DeliveryState, queue_interface
+from dip.store.archive import (
+    START,
+    QueuedCopy,
+    Redrive,
+    ReplayPage,
+    RequeueClaim,
+    RequeueState,
+    Selected,
+    Selection,
+)
 from dip.store.base import (
     AppointmentRow,
     Claim,
@@ -38,6 +48,7 @@ from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 
 MESSAGE_COLUMNS = MessageRow._fields
 DELIVERY_COLUMNS = ("queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body")
+COPY_COLUMNS = QueuedCopy._fields
 APPOINTMENT_COLUMNS = ("mpan", "role", "effective_from", "participant_id", "effective_to", "seq")
 DELIVERIES = "dip_deliveries"  # the channel nodes are told on when deliveries are committed
 STATE = "dip_state"  # ... and when the shared state (participants, channels, ...) changed
@@ -249,14 +260,14 @@ class SqlStore:
 
     # -- delivery queues ---------------------------------------------------------------------------
 
-    async def _enqueue(self, tx: Connection, rows: Sequence[DeliveryRow], now: int) -> None:
+    async def _enqueue(self, tx: Connection, rows: Sequence[DeliveryRow] | Sequence[QueuedCopy], now: int) -> None:
         # Upsert (and so lock) the queue rows first, in a fixed order: a concurrent transaction
         # adding to the same queue waits here until this one commits, so delivery IDs, which the
         # worker serves in order, follow the commit order per queue.
         queues = {r.queue: r for r in rows}
         await tx.executemany(self.q.upsert_queue,
                              [(q, r.recipient_id, queue_interface(q), now) for q, r in sorted(queues.items())])
-        await tx.copy("deliveries", DELIVERY_COLUMNS, rows)
+        await tx.copy("deliveries", COPY_COLUMNS if isinstance(rows[0], QueuedCopy) else DELIVERY_COLUMNS, rows)
         await tx.notify(DELIVERIES)
 
     async def enqueue(self, rows: list[DeliveryRow], now: int) -> None:
@@ -277,9 +288,9 @@ class SqlStore:
             return [Claim._make(r) for r in await tx.fetch(self.q.claim, owner, now + lease, now, limit)]
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
-        return await pending_from(await self.db.fetch(self.q.pending, queue, limit), self._stored_messages, cache)
+        return await pending_from(await self.db.fetch(self.q.pending, queue, limit), self.stored_messages, cache)
 
-    async def _stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
+    async def stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
         rows = await self.db.fetch(self.q.stored_messages, transaction_ids)
         return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
@@ -320,6 +331,81 @@ class SqlStore:
             raise ValueError(f"not an undelivered state: {state!r}")
         rows = await self.db.fetch(self.q.undelivered, state, after, recipient_id, interface_id, limit)
         return [Undelivered._make(r) for r in rows]
+
+
+    # -- the archive: replay, requeue, redrive (docs/archive.md) -------------------------------------
+
+    @staticmethod
+    def _driver(selection: Selection) -> str:
+        """What reads ``selection`` best: its transaction IDs, its MPAN's index, or the queue's."""
+        return "ids" if selection.transaction_ids else "mpan" if selection.mpan else "time"
+
+    @staticmethod
+    def _selection_args(s: Selection, after: tuple[int, int], limit: int) -> list[Any]:
+        args = [s.queue, *after, s.start, s.end, s.event_code, s.mpan, s.version, limit]
+        return [*args, sorted(set(s.transaction_ids))] if s.transaction_ids else args
+
+    async def select(self, selection: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
+        sql = getattr(self.q, f"selection_by_{self._driver(selection)}")
+        return [Selected._make(r) for r in await self.db.fetch(sql, *self._selection_args(selection, after, limit))]
+
+    async def count_selected(self, selection: Selection) -> int:
+        sql = getattr(self.q, f"count_by_{self._driver(selection)}")
+        return int(await self.db.fetchval(sql, *self._selection_args(selection, START, 2**62)))
+
+    async def put_replay_page(self, token: str, page: ReplayPage) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.insert_replay_page, token, *page)
+
+    async def replay_page(self, token: str) -> ReplayPage | None:
+        row = await self.db.fetchrow(self.q.replay_page, token)
+        return None if row is None else ReplayPage._make(row)
+
+    async def drop_expired_replay_pages(self, now: int) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.drop_expired_replay_pages, now)
+
+    async def create_requeue(self, requeue_id: str, selection: Selection, recipient_id: str, interface_id: str,
+                             requested_by: str, request: str, total: int, now: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.insert_requeue, requeue_id, selection.queue, recipient_id, interface_id,
+                           requested_by, request, total, now)
+
+    async def claim_requeue(self, owner: str, now: int, lease: int) -> RequeueClaim | None:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(self.q.claim_requeue, owner, now + lease, now)
+        return None if row is None else RequeueClaim._make(row)
+
+    async def append_requeue(self, claim: RequeueClaim, owner: str, copies: list[QueuedCopy],
+                             after: tuple[int, int], done: bool, lease_until: int, now: int) -> bool:
+        async with self.db.transaction() as tx:
+            # the lease is checked first: the requeue row stays locked until the chunk commits
+            if not await tx.execute(self.q.advance_requeue, claim.id, owner, len(copies), *after, done, lease_until):
+                return False
+            if copies:
+                await self._enqueue(tx, copies, now)
+        return True
+
+    async def requeue_state(self, requeue_id: str) -> RequeueState | None:
+        async with self.db.snapshot() as r:
+            row = await r.fetchrow(self.q.requeue, requeue_id)
+            if row is None:
+                return None
+            progress = await r.fetchrow(self.q.requeue_progress, requeue_id)
+        assert progress is not None
+        return RequeueState(row[0], int(row[1]), int(row[2]), bool(row[3]), *(int(v) for v in progress))
+
+    async def redrive(self, redrive: Redrive, limit: int, now: int) -> int:
+        r = redrive
+        async with self.db.transaction() as tx:
+            found = await tx.fetch(self.q.redrive_candidates, sorted(set(r.states)), r.recipient_id, r.interface_id,
+                                   r.start, r.end, limit)
+            if not found:
+                return 0
+            await tx.write(self.q.mark_redriven, now, [f[0] for f in found])
+            await self._enqueue(tx, [QueuedCopy(f[1], f[2], f[3], f[4], f[5], now, f[6], f[7], f[8], f[0])
+                                     for f in found], now)
+        return len(found)
 
 
 class _Batch:

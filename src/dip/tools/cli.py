@@ -34,6 +34,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-messages-per-second", type=float,
                    default=float(os.environ.get("DIP_RATE_LIMIT_MESSAGES_PER_SECOND", "0")))
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
+    p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
+                   help="replay, requeue and search requests per second per participant (0 = no limit)")
     p.add_argument("--validation-workers", type=int, default=None,
                    help="processes for schema checks of large batches (default: one per CPU; 0 = in-process)")
     p.add_argument("--retry-initial-seconds", type=float, default=None)
@@ -77,7 +79,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
-        rate_limit_burst=args.rate_limit_burst, validation_workers=args.validation_workers,
+        rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
+        validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
         delivery_max_batch=args.delivery_max_batch, delivery_cache_mb=args.delivery_cache_mb,
@@ -238,6 +241,28 @@ def import_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def redrive(args: argparse.Namespace) -> int:
+    """POST /admin/redrive on a running DIP; prints how many deliveries went back on their queues."""
+    import httpx
+
+    admin_key = _admin_key(args)
+    if not admin_key:
+        return 2
+    body = {"recipientId": args.recipient, "channel": args.channel, "from": args.since, "to": args.until,
+            "states": args.state or ["dead"]}
+    try:
+        answer = httpx.post(f"{args.url.rstrip('/')}/admin/redrive", json={k: v for k, v in body.items() if v},
+                            headers={"X-API-Key": admin_key}, timeout=600)
+    except httpx.HTTPError as exc:
+        print(f"dip: {exc}", file=sys.stderr)
+        return 1
+    if answer.status_code != 200:
+        print(f"dip: {answer.status_code} {answer.text}", file=sys.stderr)
+        return 1
+    print(f"redriven {answer.json()['redriven']} deliveries")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dip", description="Data Integration Platform for GB MHHS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,6 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--batch-size", type=int, default=50_000)
     load.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    rd = sub.add_parser("redrive", help="put dead-lettered (or failed, rejected) deliveries back on their queues")
+    rd.add_argument("--url", default="http://127.0.0.1:8080")
+    rd.add_argument("--admin-key")
+    rd.add_argument("--data-dir", type=Path, default=Path(".dip"))
+    rd.add_argument("--recipient", help="only this participant's deliveries")
+    rd.add_argument("--channel", help="only this channel's, e.g. IF-021")
+    rd.add_argument("--from", dest="since", help="queued from (ISO 8601 with offset)")
+    rd.add_argument("--to", dest="until", help="queued up to (ISO 8601 with offset)")
+    rd.add_argument("--state", action="append", choices=["dead", "failed", "rejected"],
+                    help="which undelivered deliveries (repeatable; default dead)")
+
     sim = sub.add_parser("simulate", help="simulate market participants around a running DIP (SIT-style testing)")
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the DIP's base URL")
     sim.add_argument("--admin-key", help="default: DIP_ADMIN_API_KEY, else DATA_DIR/admin-api-key")
@@ -296,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             return send(args)
         if args.command == "registry":
             return registry_load(args)
+        if args.command == "redrive":
+            return redrive(args)
         if args.command == "simulate":
             from dip.tools.simulate import command
 

@@ -114,7 +114,7 @@ SELECT m.sur FROM unnest($2::text[]) AS b(sur) CROSS JOIN messages m WHERE m.sen
 
 -- name: message
 SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
-       correlation_id, mpan, received_at, payload, a0_secondary, a0_always, common_start, common_end
+       correlation_id, mpan, received_at, payload, a0_secondary, a0_always, common_start, common_end, retention_days
 FROM messages WHERE transaction_id = $1;
 
 -- name: count_messages
@@ -178,7 +178,7 @@ RETURNING queue, recipient_id, interface_id, retries;
 
 -- name: pending
 -- a queue's next deliveries, above its watermark (the stored messages are read apart: stored_messages)
-SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body
+SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body, d.replay_id
 FROM deliveries d
 WHERE d.queue = $1 AND d.state = 'pending' AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1)
 ORDER BY d.id LIMIT $2;
@@ -204,8 +204,10 @@ WHERE queue = $4;
 -- deliveries; its queue's watermark says it was delivered)
 
 -- name: delivery_states
+-- a requeued replay is not one of them: an extra copy the recipient asked for
 SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state
-FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id ORDER BY s.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id AND s.replay_id IS NULL
+ORDER BY s.id;
 
 -- name: delivery_history
 SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
@@ -234,6 +236,116 @@ FROM deliveries d LEFT JOIN messages m ON m.transaction_id = d.transaction_id
 WHERE d.state = $1 AND d.state IN ('dead', 'failed', 'rejected') AND d.id > $2
   AND (CAST($3 AS TEXT) IS NULL OR d.recipient_id = $3) AND (CAST($4 AS TEXT) IS NULL OR m.interface_id = $4)
 ORDER BY d.id LIMIT $5;
+
+-- ---------------------------------------------------------------------------------------
+-- The archive: replay, requeue, redrive (docs/archive.md)
+--
+-- A selection is a recipient's original deliveries on one channel (its queue, $1), in
+-- acceptance order (accepted_at, id) after a cursor ($2, $3), accepted from $4 to $5 inclusive,
+-- narrowed by event code ($6), MPAN ($7) and schema version ($8), at most $9 of them. An
+-- original's accepted_at is its message's received_at. The three statements differ only in
+-- what drives them: the queue's archive index, the MPAN's index, or a list of transaction IDs;
+-- where another drives, "d.queue || ''" keeps SQLite from reading the queue's whole range (with
+-- no statistics it rates (queue, accepted_at) above the transaction ID's index).
+
+-- name: _selected
+SELECT d.id, d.accepted_at, d.transaction_id, d.role, d.kind
+
+-- name: _selection_by_time
+{_selected}
+FROM deliveries d JOIN messages m ON m.transaction_id = d.transaction_id
+WHERE d.queue = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
+  AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND (d.accepted_at, d.id) > ($2, $3)
+  AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7)
+  AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
+ORDER BY d.accepted_at, d.id LIMIT $9;
+
+-- name: _selection_by_mpan
+{_selected}
+FROM messages m CROSS JOIN deliveries d
+WHERE m.mpan = $7 AND m.received_at >= $4 AND m.received_at <= $5 AND d.transaction_id = m.transaction_id
+  AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL AND (d.accepted_at, d.id) > ($2, $3)
+  AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
+ORDER BY d.accepted_at, d.id LIMIT $9;
+
+-- name: _selection_by_ids
+{_selected}
+FROM unnest($10::text[]) AS b(id) CROSS JOIN deliveries d CROSS JOIN messages m
+WHERE d.transaction_id = b.id AND m.transaction_id = d.transaction_id AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
+  AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND (d.accepted_at, d.id) > ($2, $3)
+  AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7)
+  AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
+ORDER BY d.accepted_at, d.id LIMIT $9;
+
+-- name: selection_by_time
+{_selection_by_time};
+
+-- name: selection_by_mpan
+{_selection_by_mpan};
+
+-- name: selection_by_ids
+{_selection_by_ids};
+
+-- name: count_by_time
+-- how many a selection holds (requeue's totalTransactions): the same, no cursor, no limit
+SELECT count(*) FROM ({_selection_by_time}) AS s;
+
+-- name: count_by_mpan
+SELECT count(*) FROM ({_selection_by_mpan}) AS s;
+
+-- name: count_by_ids
+SELECT count(*) FROM ({_selection_by_ids}) AS s;
+
+-- name: insert_replay_page
+INSERT INTO replay_pages (token, caller_id, queue, request_hash, after_at, after_id, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: replay_page
+SELECT caller_id, queue, request_hash, after_at, after_id, expires_at FROM replay_pages WHERE token = $1;
+
+-- name: drop_expired_replay_pages
+DELETE FROM replay_pages WHERE expires_at < $1;
+
+-- name: insert_requeue
+INSERT INTO requeues (id, queue, recipient_id, interface_id, requested_by, selection, total, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- name: claim_requeue
+-- the oldest requeue not yet wholly appended that no live node holds
+UPDATE requeues SET lease_owner = $1, lease_until = $2 WHERE id IN (
+    SELECT id FROM requeues WHERE NOT done AND (lease_until IS NULL OR lease_until < $3)
+    ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING id, queue, recipient_id, interface_id, selection, after_at, after_id;
+
+-- name: advance_requeue
+-- one chunk appended: how far the selection is done; nothing when the lease was lost
+UPDATE requeues SET appended = appended + $3, after_at = $4, after_id = $5, done = $6, lease_until = $7
+WHERE id = $1 AND lease_owner = $2;
+
+-- name: requeue
+SELECT queue, total, appended, done FROM requeues WHERE id = $1;
+
+-- name: requeue_progress
+-- of a requeue's deliveries: how many there are, how many are settled (the watermark delivers
+-- pending rows at or below it), how many were given up (dead or failed); a redriven row's copy
+-- stands in for it
+SELECT count(*),
+       coalesce(sum(CASE WHEN d.state <> 'pending' OR d.id <= q.delivered_through THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN d.state IN ('dead', 'failed') THEN 1 ELSE 0 END), 0)
+FROM deliveries d JOIN queues q ON q.queue = d.queue WHERE d.requeue_id = $1 AND d.state <> 'redriven';
+
+-- name: redrive_candidates
+-- undelivered deliveries in the given states ($1), optionally one recipient's ($2), one channel's
+-- ($3), accepted from $4 to $5, oldest first; $6 at most
+SELECT d.id, d.queue, d.transaction_id, d.recipient_id, d.role, d.kind, d.body, d.replay_id, d.requeue_id
+FROM unnest($1::text[]) AS b(state) CROSS JOIN deliveries d JOIN queues q ON q.queue = d.queue
+WHERE d.state = b.state AND d.state IN ('dead', 'failed', 'rejected')
+  AND (CAST($2 AS TEXT) IS NULL OR d.recipient_id = $2) AND (CAST($3 AS TEXT) IS NULL OR q.interface_id = $3)
+  AND d.accepted_at >= $4 AND d.accepted_at <= $5
+ORDER BY d.id LIMIT $6;
+
+-- name: mark_redriven
+UPDATE deliveries SET state = 'redriven', done_at = $1 FROM unnest($2::bigint[]) AS b(id) WHERE deliveries.id = b.id;
 
 -- ---------------------------------------------------------------------------------------
 -- Migrations

@@ -1,0 +1,1 @@
+"""The archive's use cases: replay, requeue, redrive (docs/archive.md)."""

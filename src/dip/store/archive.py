@@ -1,0 +1,130 @@
+"""What the archive's use cases (dip.archive) ask of the store, and the rows they exchange.
+
+The archive is the messages table with each recipient's original delivery rows: replay and
+requeue read a recipient's originals on one channel (a ``Selection``), requeue and redrive put
+copies of them back on the queue (``QueuedCopy``). docs/archive.md says what each is for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from dip.store.message_cache import StoredMessage
+
+START = (-1, -1)  # a cursor before every delivery: (accepted_at, id) of the last one read
+
+
+class Selection(NamedTuple):
+    """Which of a recipient's original deliveries on one channel (its queue): accepted from
+    ``start`` to ``end`` (microseconds, inclusive), optionally only these transaction IDs, and
+    narrowed by event code, MPAN and schema version."""
+
+    queue: str
+    start: int
+    end: int
+    transaction_ids: tuple[str, ...] = ()
+    event_code: str | None = None
+    mpan: str | None = None
+    version: str | None = None
+
+
+class Selected(NamedTuple):
+    """One original delivery a selection found, in acceptance order."""
+
+    id: int
+    accepted_at: int  # the message's received_at
+    transaction_id: str
+    role: str  # the role the recipient had it in: decides what is masked
+    kind: str  # a DeliveryKind
+
+
+class QueuedCopy(NamedTuple):
+    """A delivery put back on a queue: a requeued replay or a redriven delivery."""
+
+    queue: str
+    transaction_id: str
+    recipient_id: str
+    role: str
+    kind: str
+    accepted_at: int  # when it was queued: its dead-letter clock
+    body: bytes | None
+    replay_id: str | None  # a requeued replay's new transaction ID
+    requeue_id: str | None
+    redrive_of: int | None  # the delivery a redriven copy stands in for
+
+
+class ReplayPage(NamedTuple):
+    """Where the next page of a replay starts (X-Continuation-Token)."""
+
+    caller_id: str
+    queue: str
+    request_hash: str
+    after_at: int
+    after_id: int
+    expires_at: int
+
+
+class RequeueClaim(NamedTuple):
+    """A requeue whose selection is still being appended, leased to one node."""
+
+    id: str
+    queue: str
+    recipient_id: str
+    interface_id: str
+    selection: str  # the MessageRequest as JSON (dip.archive.selection)
+    after_at: int
+    after_id: int
+
+
+class RequeueState(NamedTuple):
+    queue: str
+    total: int
+    appended: int
+    done: bool  # the whole selection is on the queue
+    queued: int  # deliveries of the requeue on the queue
+    settled: int  # ... of them delivered, refused or given up
+    given_up: int  # ... of them dead-lettered or failed
+
+
+class Redrive(NamedTuple):
+    """Which undelivered deliveries go back on their queues."""
+
+    states: tuple[str, ...]  # of dip.queue.UNDELIVERED
+    recipient_id: str | None
+    interface_id: str | None
+    start: int
+    end: int
+
+
+class ArchiveStore(Protocol):
+    async def select(self, selection: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
+        """The selection's deliveries after ``after`` (accepted_at, id), oldest first, at most ``limit``."""
+
+    async def count_selected(self, selection: Selection) -> int: ...
+
+    async def stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
+        """The stored messages with these IDs (those still archived)."""
+
+    async def put_replay_page(self, token: str, page: ReplayPage) -> None: ...
+
+    async def replay_page(self, token: str) -> ReplayPage | None: ...
+
+    async def drop_expired_replay_pages(self, now: int) -> int: ...
+
+    async def create_requeue(self, requeue_id: str, selection: Selection, recipient_id: str, interface_id: str,
+                             requested_by: str, request: str, total: int, now: int) -> None: ...
+
+    async def claim_requeue(self, owner: str, now: int, lease: int) -> RequeueClaim | None:
+        """Lease the oldest requeue still being appended that no live node holds."""
+
+    async def append_requeue(self, claim: RequeueClaim, owner: str, copies: list[QueuedCopy],
+                             after: tuple[int, int], done: bool, lease_until: int, now: int) -> bool:
+        """Put a chunk of the requeue on its queue and record how far it got, atomically; False
+        (and nothing written) when ``owner`` lost the lease."""
+
+    async def requeue_state(self, requeue_id: str) -> RequeueState | None: ...
+
+    async def redrive(self, redrive: Redrive, limit: int, now: int) -> int:
+        """Put up to ``limit`` of the matching undelivered deliveries back at the end of their
+        queues, as they were, and mark them redriven; how many."""
