@@ -25,6 +25,8 @@ from dip.admin.webhooks import Webhooks
 from dip.archive.redrive import Redriving
 from dip.archive.replay import Replay
 from dip.archive.requeue import Requeue, RequeueAppender
+from dip.archive.search import Search
+from dip.archive.status_replay import StatusReplay
 from dip.catalogue import default_catalogue
 from dip.config import Settings
 from dip.directory import hash_api_key, new_api_key
@@ -74,6 +76,8 @@ class Node:
         self.replay = Replay(self.store, settings.ticket_url, settings.replay_page_size)
         self.requeue = Requeue(self.store, self.state, self.requeue_appender.wake)
         self.redrive = Redriving(self.store, self.wake_delivery)
+        self.search = Search(self.store, self.state)
+        self.status_replay = StatusReplay(self.store, settings.replay_page_size)
 
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""

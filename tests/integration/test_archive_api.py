@@ -246,3 +246,35 @@ def test_redrive_sends_dead_letters_again_as_they_were(dip_factory: Callable[...
     bad = httpx.post(f"{dip.url}/admin/redrive", headers={"X-API-Key": dip.admin_key}, json={"states": ["pending"]})
     assert bad.status_code == 400
     assert httpx.post(f"{dip.url}/admin/redrive", json={}).status_code == 401
+
+
+def replay_status(client: DipClient, participant: str, request: dict[str, Any], token: str | None = None) -> Response:
+    headers = {"X-Continuation-Token": token} if token else None
+    return client.post(f"/statusmessage/replay/{participant}", orjson.dumps(request), headers)
+
+
+def test_a_sender_fetches_its_status_messages_again(fast: RunningDip, cast: dict[str, Identity],
+                                                   hook: WebhookReceiver) -> None:
+    hook.always(400)  # MDS rejects every message: each rejection is a status message to SDS
+    assert DipClient(fast.url, cast["MDS"]).register_webhook("IF-021", hook.url).status_code == 201
+    answers = send(fast, cast, 4)
+    ids = [s["transactionID"] for s in answers]
+    sds = DipClient(fast.url, cast["SDS"])
+    whole_day = {"datetimeFrom": "2000-01-01T00:00:00+00:00", "datetimeTo": "2100-01-01T00:00:00+00:00"}
+    deadline = time.monotonic() + 10
+    while (answer := replay_status(sds, SDS, whole_day)).status_code != 206:
+        assert time.monotonic() < deadline, answer.text  # four status messages, pages of three
+        time.sleep(0.05)
+    first = answer.json()
+    assert [entry["transactionID"] for entry in first] == ids[:3]
+    assert all(entry["recipientID"] == SDS and entry["senderID"] == MDS for entry in first)
+    rest = replay_status(sds, SDS, whole_day, answer.headers["x-continuation-token"])
+    assert rest.status_code == 200 and [entry["transactionID"] for entry in rest.json()] == ids[3:]
+    (one,) = replay_status(sds, SDS, {**whole_day, "transactionID": ids[1]}).json()
+    assert one["transactionID"] == ids[1]
+    by_reference = replay_status(sds, SDS, {**whole_day, "senderUniqueReference": answers[1]["senderUniqueReference"]})
+    assert [entry["transactionID"] for entry in by_reference.json()] == [ids[1]]
+    assert replay_status(sds, SDS, {"datetimeFrom": "2000-01-01T00:00:00+00:00",
+                                    "datetimeTo": "2000-01-02T00:00:00+00:00"}).status_code == 204
+    assert replay_status(sds, SDS, {"datetimeFrom": "2000-01-01T00:00:00+00:00"}).status_code == 400
+    assert replay_status(DipClient(fast.url, cast["MDS"]), SDS, whole_day).status_code == 403

@@ -7,20 +7,19 @@ builds. docs/archive.md.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dip import ids
-from dip.archive.selection import MessageRequest, RequestProblem
+from dip.archive import pages
+from dip.archive.selection import MessageRequest
 from dip.catalogue import Channel
 from dip.egress.body import Publication, Replayed, egress_element
 from dip.queue import publication_queue
-from dip.store.archive import START, ArchiveStore, ReplayPage, Selected
+from dip.store.archive import ArchiveStore, Selected
 
 PAGE_SIZE = 50_000  # elements per answer (E2E 4.9)
-TOKEN_SECONDS = 3600  # how long a continuation token lasts
 _READ_CHUNK = 1_000  # stored messages read at a time while the answer streams
 
 
@@ -47,14 +46,7 @@ class Replay:
                    token: str | None, now: int) -> ReplayAnswer:
         queue = publication_queue(recipient_id, channel.interface_id)
         digest = request.digest()
-        after = START
-        if token is not None:
-            page = await self.store.replay_page(token)
-            if page is None or page.expires_at < now or (page.caller_id, page.queue, page.request_hash) != (
-                    caller_id, queue, digest):
-                raise RequestProblem("X-Continuation-Token is unknown or has expired, or belongs to another "
-                                     "request: send the request again without it to start from the beginning")
-            after = (page.after_at, page.after_id)
+        after = await pages.resume(self.store, token, caller_id, queue, digest, now)
         selected = await self.store.select(request.selection(queue, now), after, self.page_size + 1)
         if not selected:
             return ReplayAnswer(204, None, None)
@@ -62,9 +54,7 @@ class Replay:
         if len(selected) > self.page_size:
             selected = selected[:self.page_size]
             last = selected[-1]
-            next_token = str(uuid.uuid4())
-            await self.store.put_replay_page(next_token, ReplayPage(caller_id, queue, digest, last.accepted_at, last.id,
-                                                                    now + TOKEN_SECONDS * 1_000_000))
+            next_token = await pages.next_page(self.store, caller_id, queue, digest, (last.accepted_at, last.id), now)
         return ReplayAnswer(206 if next_token else 200, next_token, self._elements(channel, selected, now))
 
     async def _elements(self, channel: Channel, selected: Sequence[Selected], now: int) -> AsyncIterator[bytes]:

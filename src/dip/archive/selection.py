@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,8 +19,7 @@ import orjson
 from dip.store.archive import Selection
 
 MAX_TRANSACTION_IDS = 100
-_FIELDS = {name.lower(): name for name in
-           ("transactionIDs", "datetimeFrom", "datetimeTo", "eventCode", "MPAN", "version")}
+_FIELDS = ("transactionIDs", "datetimeFrom", "datetimeTo", "eventCode", "MPAN", "version")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}")
 _MPAN = re.compile(r"\d{13}")
 
@@ -59,7 +59,7 @@ class MessageRequest:
                    d["version"])
 
 
-def _micros(value: Any, name: str) -> int | None:
+def parse_moment(value: Any, name: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
@@ -72,7 +72,7 @@ def _micros(value: Any, name: str) -> int | None:
     return int(moment.timestamp()) * 1_000_000
 
 
-def _text(value: Any, name: str, longest: int) -> str | None:
+def text_field(value: Any, name: str, longest: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= longest:
@@ -80,35 +80,42 @@ def _text(value: Any, name: str, longest: int) -> str | None:
     return value
 
 
-def parse_message_request(body: bytes) -> MessageRequest:
-    """The request in ``body``, or RequestProblem."""
+def parse_object(body: bytes, names: Sequence[str], what: str) -> dict[str, Any]:
+    """A JSON object's fields by their official names (keys matched case-insensitively), or RequestProblem."""
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestProblem(f"the body is not JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise RequestProblem("the body must be a MessageRequest object")
+        raise RequestProblem(f"the body must be a {what} object")
+    known = {name.lower(): name for name in names}
     fields: dict[str, Any] = {}
     for key, value in raw.items():
-        name = _FIELDS.get(str(key).lower())
+        name = known.get(str(key).lower())
         if name is None:
-            raise RequestProblem(f"unknown field '{key}': a MessageRequest has {', '.join(_FIELDS.values())}")
+            raise RequestProblem(f"unknown field '{key}': a {what} has {', '.join(names)}")
         fields[name] = value
+    return fields
+
+
+def parse_message_request(body: bytes) -> MessageRequest:
+    """The request in ``body``, or RequestProblem."""
+    fields = parse_object(body, _FIELDS, "MessageRequest")
     ids = fields.get("transactionIDs")
     if ids is not None:
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_TRANSACTION_IDS:
             raise RequestProblem(f"transactionIDs must be a list of 1 to {MAX_TRANSACTION_IDS} transaction IDs")
         if not all(isinstance(t, str) and 1 <= len(t) <= 65 for t in ids):
             raise RequestProblem("transactionIDs must hold transaction IDs (strings of at most 65 characters)")
-    start = _micros(fields.get("datetimeFrom"), "datetimeFrom")
-    end = _micros(fields.get("datetimeTo"), "datetimeTo")
+    start = parse_moment(fields.get("datetimeFrom"), "datetimeFrom")
+    end = parse_moment(fields.get("datetimeTo"), "datetimeTo")
     if ids is None and start is None:
         raise RequestProblem("give transactionIDs, or datetimeFrom (with datetimeTo, or up to now)")
     if start is not None and end is not None and end < start:
         raise RequestProblem("datetimeTo is before datetimeFrom")
-    mpan = _text(fields.get("MPAN"), "MPAN", 13)
+    mpan = text_field(fields.get("MPAN"), "MPAN", 13)
     if mpan is not None and not _MPAN.fullmatch(mpan):
         raise RequestProblem("MPAN must be an MPAN core: 13 digits")
     return MessageRequest(tuple(sorted(set(ids or ()))), start, end if end is None else end + 999_999,
-                          _text(fields.get("eventCode"), "eventCode", 50), mpan,
-                          _text(fields.get("version"), "version", 10))
+                          text_field(fields.get("eventCode"), "eventCode", 50), mpan,
+                          text_field(fields.get("version"), "version", 10))

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from dip import __version__
 from dip.config import Settings
-from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, send, status_messages, views
+from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, search, send, status_messages, views
 from dip.ingress.openapi_docs import complete_responses
 from dip.ingress.paths import CaseInsensitivePaths
 from dip.node import Node
@@ -58,6 +58,8 @@ def create_app(
     app.include_router(pubconfig.router)
     app.include_router(archive.router)
     app.include_router(redrive.router)
+    app.include_router(search.router)
+    app.include_router(search.admin_router)
     app.include_router(status_messages.router)
 
     @app.get("/healthz", tags=["Operations"])

@@ -112,6 +112,7 @@ _DESCRIPTIONS = {
     "404": "Not found",
     "409": "Conflict with what is registered already",
     "413": "Payload too large",
+    "429": "Too many requests: retry after the seconds in Retry-After",
     "503": "The DIP cannot reach its database: nothing was changed; retry with back-off",
 }
 
@@ -122,6 +123,12 @@ def _answers(path: str, method: str) -> tuple[str, ...]:
         return ()
     if path.startswith("/admin/"):
         return ("400", "401", "404", "409", "413", "503")
+    if "/replay/" in path or path.startswith("/statusmessage/replay/"):
+        return ("400", "401", "403", "404", "413", "429", "503")
+    if "/requeue/" in path:
+        return ("400", "401", "403", "404", "409", "413", "429", "503")
+    if path == "/messages":
+        return ("400", "401", "429", "503")
     if "/pubconfig/" in path or path.startswith("/statusmessage/config/"):
         return ("201", "400", "401", "403", "404", "503") if method == "post" else ("400", "401", "403", "404", "503")
     return ("400", "401", "403", "404", "413", "503")

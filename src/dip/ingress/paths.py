@@ -13,8 +13,8 @@ import re
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_ROOTS = {"dip-channel", "statusmessage", "validate"}
-_WORDS = {"dip-channel", "pubconfig", "replay", "requeue", "statusmessage", "config", "validate"}
+_ROOTS = {"dip-channel", "statusmessage", "validate", "messages"}
+_WORDS = {"dip-channel", "pubconfig", "replay", "requeue", "statusmessage", "config", "validate", "messages"}
 _INTERFACE = re.compile(r"^(if|rep)-\d{3}[a-z]?$", re.IGNORECASE)
 
 

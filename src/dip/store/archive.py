@@ -97,14 +97,63 @@ class Redrive(NamedTuple):
     end: int
 
 
+class Narrowing(NamedTuple):
+    """What a search keeps of what its driver finds (None: no such filter)."""
+
+    start: int
+    end: int
+    interface_id: str | None = None
+    event_code: str | None = None
+    mpan: str | None = None
+    correlation_id: str | None = None
+    sur: str | None = None
+    sur_sender: str | None = None  # the sender the reference names
+    viewer: str | None = None  # only what this participant sent, sent for another, or received
+
+
+class Found(NamedTuple):
+    """A message a search found."""
+
+    transaction_id: str
+    interface_id: str
+    event_code: str
+    sender_id: str
+    sur: str
+    correlation_id: str | None
+    mpan: str | None
+    received_at: int
+    sender_role: str
+    dcp_id: str | None
+
+
+class StatusRecord(NamedTuple):
+    """A status message kept for a participant (the StandardResponseBodyType it was sent)."""
+
+    id: int
+    accepted_at: int
+    transaction_id: str
+    body: bytes
+
+
+SEARCH_DRIVERS = ("transaction", "reference", "correlation", "mpan", "channel")
+
+
 class ArchiveStore(Protocol):
     async def select(self, selection: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
         """The selection's deliveries after ``after`` (accepted_at, id), oldest first, at most ``limit``."""
 
     async def count_selected(self, selection: Selection) -> int: ...
 
+    async def search(self, driver: str, value: str, narrowing: Narrowing, after: tuple[int, str],
+                     limit: int) -> list[Found]:
+        """Messages whose ``driver`` (one of SEARCH_DRIVERS) is ``value``, narrowed, after the cursor
+        (received_at, transaction ID), oldest first, at most ``limit``."""
+
     async def stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
         """The stored messages with these IDs (those still archived)."""
+
+    async def status_messages_for(self, queue: str, start: int, end: int, after: tuple[int, int],
+                                  transaction_id: str | None, limit: int) -> list[StatusRecord]: ...
 
     async def put_replay_page(self, token: str, page: ReplayPage) -> None: ...
 

@@ -19,7 +19,10 @@ from typing import Any
 from dip.exceptions import UniqueViolation
 from dip.queue import UNDELIVERED, DeliveryState, queue_interface
 from dip.store.archive import (
+    SEARCH_DRIVERS,
     START,
+    Found,
+    Narrowing,
     QueuedCopy,
     Redrive,
     ReplayPage,
@@ -27,6 +30,7 @@ from dip.store.archive import (
     RequeueState,
     Selected,
     Selection,
+    StatusRecord,
 )
 from dip.store.base import (
     AppointmentRow,
@@ -352,6 +356,20 @@ class SqlStore:
     async def count_selected(self, selection: Selection) -> int:
         sql = getattr(self.q, f"count_by_{self._driver(selection)}")
         return int(await self.db.fetchval(sql, *self._selection_args(selection, START, 2**62)))
+
+    async def search(self, driver: str, value: str, narrowing: Narrowing, after: tuple[int, str],
+                     limit: int) -> list[Found]:
+        if driver not in SEARCH_DRIVERS:
+            raise ValueError(f"no search by {driver!r}")
+        n = narrowing
+        rows = await self.db.fetch(getattr(self.q, f"search_by_{driver}"), *after, n.start, n.end, n.interface_id,
+                                   n.event_code, n.mpan, n.correlation_id, n.sur, n.sur_sender, n.viewer, limit, value)
+        return [Found._make(r) for r in rows]
+
+    async def status_messages_for(self, queue: str, start: int, end: int, after: tuple[int, int],
+                                  transaction_id: str | None, limit: int) -> list[StatusRecord]:
+        rows = await self.db.fetch(self.q.status_messages_for, queue, *after, start, end, transaction_id, limit)
+        return [StatusRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
     async def put_replay_page(self, token: str, page: ReplayPage) -> None:
         async with self.db.transaction() as tx:

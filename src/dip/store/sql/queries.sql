@@ -296,6 +296,50 @@ SELECT count(*) FROM ({_selection_by_mpan}) AS s;
 -- name: count_by_ids
 SELECT count(*) FROM ({_selection_by_ids}) AS s;
 
+-- name: _found
+SELECT m.transaction_id, m.interface_id, m.event_code, m.sender_id, m.sur, m.correlation_id, m.mpan, m.received_at,
+       m.sender_role, m.dcp_id
+FROM messages m
+
+-- name: _narrowed
+-- every search (docs/archive.md, "Search"): after the cursor ($1, $2), accepted from $3 to $4,
+-- narrowed by channel ($5), event code ($6), MPAN ($7), correlation ID ($8), sender unique
+-- reference ($9, of sender $10), and only what participant $11 sent, sent for another, or
+-- received; oldest first, at most $12. What drives it ($13) comes first in each statement.
+(m.received_at, m.transaction_id) > ($1, $2) AND m.received_at >= $3 AND m.received_at <= $4
+  AND (CAST($5 AS TEXT) IS NULL OR m.interface_id = $5) AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6)
+  AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7) AND (CAST($8 AS TEXT) IS NULL OR m.correlation_id = $8)
+  AND (CAST($9 AS TEXT) IS NULL OR (m.sender_id = $10 AND m.sur = $9))
+  AND (CAST($11 AS TEXT) IS NULL OR m.sender_id = $11 OR m.dcp_id = $11
+       OR EXISTS (SELECT 1 FROM deliveries d WHERE d.transaction_id = m.transaction_id AND d.recipient_id = $11
+                  AND d.kind <> 'status'))
+ORDER BY m.received_at, m.transaction_id LIMIT $12
+
+-- name: search_by_transaction
+{_found} WHERE m.transaction_id = $13 AND {_narrowed};
+
+-- name: search_by_reference
+-- $13 is the sender the reference names: the unique index on (sender_id, sur) finds it
+{_found} WHERE m.sender_id = $13 AND m.sur = $9 AND {_narrowed};
+
+-- name: search_by_correlation
+{_found} WHERE m.correlation_id = $13 AND {_narrowed};
+
+-- name: search_by_mpan
+{_found} WHERE m.mpan = $13 AND {_narrowed};
+
+-- name: search_by_channel
+{_found} WHERE m.interface_id = $13 AND {_narrowed};
+
+-- name: status_messages_for
+-- a participant's status messages (its status queue, $1) after the cursor ($2, $3), queued from $4
+-- to $5, optionally about one transaction ($6), oldest first, at most $7
+SELECT d.id, d.accepted_at, d.transaction_id, d.body
+FROM deliveries d
+WHERE d.queue = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL AND d.accepted_at >= $4 AND d.accepted_at <= $5
+  AND (d.accepted_at, d.id) > ($2, $3) AND (CAST($6 AS TEXT) IS NULL OR d.transaction_id = $6)
+ORDER BY d.accepted_at, d.id LIMIT $7;
+
 -- name: insert_replay_page
 INSERT INTO replay_pages (token, caller_id, queue, request_hash, after_at, after_id, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7);
