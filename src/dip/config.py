@@ -40,6 +40,8 @@ class Settings:
     archive_rate_limit: float = 2.0  # replay, requeue and search requests per second per participant; 0 = none
     archive_burst: int = 20
     replay_page_size: int = 50_000  # elements per replay answer (E2E 4.9); larger selections page
+    retention_every_seconds: float = 600.0  # how often the purge runs (on one node at a time)
+    jobs_poll_seconds: float = 5.0  # how often each node looks for due jobs
     validation_workers: int | None = None  # None = one per CPU
     state_poll_seconds: float = 1.0
     retry_initial_seconds: float = field(default_factory=lambda: _env_float("DIP_RETRY_INITIAL_SECONDS", 1))

@@ -25,9 +25,10 @@ from dip.admin.webhooks import Webhooks
 from dip.archive.redrive import Redriving
 from dip.archive.replay import Replay
 from dip.archive.requeue import Requeue, RequeueAppender
+from dip.archive.retention import Retention
 from dip.archive.search import Search
 from dip.archive.status_replay import StatusReplay
-from dip.catalogue import default_catalogue
+from dip.catalogue import default_catalogue, parse_definition
 from dip.config import Settings
 from dip.directory import hash_api_key, new_api_key
 from dip.egress.breaker import CircuitBreakers
@@ -38,6 +39,7 @@ from dip.egress.sender import WebhookSender
 from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker, new_owner
 from dip.ingress.ratelimit import MessageRateLimiter
+from dip.jobs import Job, Scheduler
 from dip.signing import SigningKey, generate_identity, load_private_key_pem
 from dip.state import SharedState
 from dip.store import Store, open_store
@@ -78,6 +80,13 @@ class Node:
         self.redrive = Redriving(self.store, self.wake_delivery)
         self.search = Search(self.store, self.state)
         self.status_replay = StatusReplay(self.store, settings.replay_page_size)
+        self.retention = Retention(self.store, self.state)
+        self.scheduler = Scheduler(self.store, new_owner(), [Job("retention", settings.retention_every_seconds,
+                                                                 self._purge)], settings.jobs_poll_seconds)
+
+    async def _purge(self, now: int) -> tuple[str, bool]:
+        purged = await self.retention.purge(now)
+        return purged.summary(), purged.finished
 
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""
@@ -100,9 +109,11 @@ class Node:
             self.worker.start()
             await self.worker.listen()
         self.requeue_appender.start()
+        await self.scheduler.start()
         self.state.start_polling()
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         await self.requeue_appender.stop()
         if self.worker is not None:
             await self.worker.stop()
@@ -145,7 +156,10 @@ class Node:
             os.chmod(path, 0o600)
             log.warning("no admin key configured: created one in %s", path)
         if self.settings.load_default_catalogue and not await self.store.load_channels():
-            for interface_id, definition in default_catalogue(with_demo_schemas=self.settings.demo):
+            shipped = default_catalogue(with_demo_schemas=self.settings.demo)
+            for days in {parse_definition(i, d).definition.retentionDays for i, d in shipped}:
+                await self.store.add_retention_class(days)
+            for interface_id, definition in shipped:
                 await self.store.put_channel(interface_id, definition, now)
 
     async def _load_identity(self) -> None:

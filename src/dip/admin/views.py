@@ -11,6 +11,7 @@ from typing import Protocol
 
 from dip.accept.registry import Appointment, Registry
 from dip.queue import UNDELIVERED, DeliveryState
+from dip.store.archive import JobState
 from dip.store.base import AppointmentRow, MessageRow
 from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 
@@ -26,6 +27,8 @@ class _Store(Protocol):
                           interface_id: str | None = None) -> list[Undelivered]: ...
 
     async def appointments(self, mpans: list[str]) -> list[AppointmentRow]: ...
+
+    async def job_states(self) -> list[JobState]: ...
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,7 @@ class OperatorViews:
                             for r in rows)
         holders = {role: registry.lookup(mpan, role, day) for role in sorted({r.role for r in rows})}
         return MpanView(rows, {role: found for role, found in holders.items() if found})
+
+    async def jobs(self) -> list[JobState]:
+        """The scheduled jobs (the purge, ...): when each ran, what it did, when it runs next."""
+        return await self._store.job_states()

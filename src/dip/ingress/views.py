@@ -111,3 +111,14 @@ async def undelivered(
         ],
         "next": rows[-1].id if len(rows) == limit else None,
     }), media_type=JSON)
+
+
+@router.get("/jobs", response_class=Response, responses={
+    200: {"description": "the scheduled jobs: when each last ran, what it did, when it is next due, who runs it now",
+          "content": {JSON: {}}}})
+async def jobs(dip: Admin) -> Response:
+    """The jobs every node schedules and one at a time runs (the retention purge, ...)."""
+    return Response(orjson.dumps({"jobs": [
+        {"name": j.name, "lastRunAt": _at(j.last_run_at), "lastResult": j.last_result, "nextRunAt": _at(j.next_run_at),
+         "runningOn": j.lease_owner if j.lease_until is not None else None}
+        for j in await dip.views.jobs()]}), media_type=JSON)

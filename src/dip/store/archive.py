@@ -177,3 +177,46 @@ class ArchiveStore(Protocol):
     async def redrive(self, redrive: Redrive, limit: int, now: int) -> int:
         """Put up to ``limit`` of the matching undelivered deliveries back at the end of their
         queues, as they were, and mark them redriven; how many."""
+
+
+class JobState(NamedTuple):
+    name: str
+    next_run_at: int
+    lease_owner: str | None
+    lease_until: int | None
+    last_run_at: int | None
+    last_result: str | None
+
+
+class RetentionStore(Protocol):
+    """What the purge (dip.archive.retention) and the job schedule (dip.jobs) ask of the store."""
+
+    async def retention_classes(self) -> list[int]:
+        """Every retention (days) a message was accepted with."""
+
+    async def add_retention_class(self, days: int) -> None: ...
+
+    async def purge_expired(self, days: int, before: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest messages of retention class ``days`` accepted before
+        ``before``, with every delivery of them, in one transaction; how many."""
+
+    async def purge_references(self, before: int, limit: int) -> int:
+        """Delete about ``limit`` of the oldest sender references taken before ``before``; how many."""
+
+    async def purge_calls(self, before: int, limit: int) -> int: ...
+
+    async def purge_requeues(self, before: int) -> int: ...
+
+    async def drop_expired_replay_pages(self, now: int) -> int: ...
+
+
+class JobStore(Protocol):
+    async def add_job(self, name: str, first_run_at: int) -> None:
+        """Schedule ``name`` unless it is already."""
+
+    async def claim_job(self, name: str, owner: str, now: int, lease: int) -> bool:
+        """Take the job when it is due and no live node holds it."""
+
+    async def finish_job(self, name: str, owner: str, next_run_at: int, now: int, result: str) -> bool: ...
+
+    async def job_states(self) -> list[JobState]: ...

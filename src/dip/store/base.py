@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dip.queue import DeliveryState
-from dip.store.archive import ArchiveStore
+from dip.store.archive import ArchiveStore, JobStore, RetentionStore
 
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
@@ -309,7 +309,8 @@ class ReportStore(Protocol):
         oldest first, at most ``limit``; optionally one recipient's, or one channel's."""
 
 
-class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, ArchiveStore, Protocol):
+class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, ArchiveStore, RetentionStore,
+            JobStore, Protocol):
     """All of it: what a node opens. Each use case takes only the part it needs."""
 
     async def open(self) -> None:

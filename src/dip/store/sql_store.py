@@ -22,6 +22,7 @@ from dip.store.archive import (
     SEARCH_DRIVERS,
     START,
     Found,
+    JobState,
     Narrowing,
     QueuedCopy,
     Redrive,
@@ -53,6 +54,7 @@ from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 MESSAGE_COLUMNS = MessageRow._fields
 DELIVERY_COLUMNS = ("queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body")
 COPY_COLUMNS = QueuedCopy._fields
+REFERENCE_COLUMNS = ("sender_id", "sur", "transaction_id", "received_at")
 APPOINTMENT_COLUMNS = ("mpan", "role", "effective_from", "participant_id", "effective_to", "seq")
 DELIVERIES = "dip_deliveries"  # the channel nodes are told on when deliveries are committed
 STATE = "dip_state"  # ... and when the shared state (participants, channels, ...) changed
@@ -426,6 +428,54 @@ class SqlStore:
         return len(found)
 
 
+    # -- retention and jobs ----------------------------------------------------------------------
+
+    async def retention_classes(self) -> list[int]:
+        return [int(r[0]) for r in await self.db.fetch(self.q.retention_classes)]
+
+    async def add_retention_class(self, days: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.add_retention_class, days)
+
+    async def purge_expired(self, days: int, before: int, limit: int) -> int:
+        async with self.db.transaction() as tx:
+            expired = [r[0] for r in await tx.fetch(self.q.expired_messages, days, before, limit)]
+            if expired:
+                await tx.write(self.q.purge_deliveries, expired)
+                await tx.write(self.q.purge_messages, expired)
+        return len(expired)
+
+    async def _purge_up_to(self, horizon_sql: str, purge_sql: str, before: int, limit: int) -> int:
+        async with self.db.transaction() as tx:
+            horizon = await tx.fetchval(horizon_sql, before, limit)
+            return 0 if horizon is None else await tx.execute(purge_sql, horizon)
+
+    async def purge_references(self, before: int, limit: int) -> int:
+        return await self._purge_up_to(self.q.reference_horizon, self.q.purge_references, before, limit)
+
+    async def purge_calls(self, before: int, limit: int) -> int:
+        return await self._purge_up_to(self.q.call_horizon, self.q.purge_calls, before, limit)
+
+    async def purge_requeues(self, before: int) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.purge_requeues, before)
+
+    async def add_job(self, name: str, first_run_at: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.add_job, name, first_run_at)
+
+    async def claim_job(self, name: str, owner: str, now: int, lease: int) -> bool:
+        async with self.db.transaction() as tx:
+            return await tx.fetchrow(self.q.claim_job, name, owner, now + lease, now) is not None
+
+    async def finish_job(self, name: str, owner: str, next_run_at: int, now: int, result: str) -> bool:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.finish_job, name, owner, next_run_at, now, result) > 0
+
+    async def job_states(self) -> list[JobState]:
+        return [JobState._make(r) for r in await self.db.fetch(self.q.job_states)]
+
+
 class _Batch:
     """Messages added a chunk at a time, with their deliveries and registry changes.
 
@@ -477,6 +527,7 @@ class _Batch:
         if self._tx is not None:
             if records:
                 await self._tx.copy("messages", MESSAGE_COLUMNS, records)
+                await self._tx.copy("sender_references", REFERENCE_COLUMNS, _references(records))
         else:
             self.rows.extend(records)
         if deliveries:
@@ -489,7 +540,12 @@ class _Batch:
         """Write what is left: gathered rows, then the deliveries, then the registry changes."""
         if self.rows:
             await tx.copy("messages", MESSAGE_COLUMNS, self.rows)
+            await tx.copy("sender_references", REFERENCE_COLUMNS, _references(self.rows))
         if self.deliveries:
             await self._store._enqueue(tx, self.deliveries, max(d.accepted_at for d in self.deliveries))
         if self.appointments:
             await self._store._put_appointments(tx, self.appointments)
+
+
+def _references(rows: Sequence[MessageRow]) -> list[tuple[str, str, str, int]]:
+    return [(r.sender_id, r.sur, r.transaction_id, r.received_at) for r in rows]

@@ -36,6 +36,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--retention-every-seconds", type=float, default=Settings.retention_every_seconds,
+                   help="how often the retention purge runs (one node at a time)")
     p.add_argument("--validation-workers", type=int, default=None,
                    help="processes for schema checks of large batches (default: one per CPU; 0 = in-process)")
     p.add_argument("--retry-initial-seconds", type=float, default=None)
@@ -80,6 +82,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
+        retention_every_seconds=args.retention_every_seconds,
         validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,

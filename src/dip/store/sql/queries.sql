@@ -109,8 +109,9 @@ SELECT key_pem, cert_pem FROM dip_identity WHERE id = 1;
 -- Messages
 
 -- name: existing_references
--- which of one sender's references are taken (the unique index on (sender_id, sur) decides)
-SELECT m.sur FROM unnest($2::text[]) AS b(sur) CROSS JOIN messages m WHERE m.sender_id = $1 AND m.sur = b.sur;
+-- which of one sender's references are taken (sender_references' key decides: a reference stays
+-- taken for the longest retention, after a short-lived channel's message has gone)
+SELECT r.sur FROM unnest($2::text[]) AS b(sur) CROSS JOIN sender_references r WHERE r.sender_id = $1 AND r.sur = b.sur;
 
 -- name: message
 SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
@@ -319,8 +320,9 @@ ORDER BY m.received_at, m.transaction_id LIMIT $12
 {_found} WHERE m.transaction_id = $13 AND {_narrowed};
 
 -- name: search_by_reference
--- $13 is the sender the reference names: the unique index on (sender_id, sur) finds it
-{_found} WHERE m.sender_id = $13 AND m.sur = $9 AND {_narrowed};
+-- $13 is the sender the reference names: sender_references finds its message
+{_found} WHERE m.transaction_id = (SELECT r.transaction_id FROM sender_references r WHERE r.sender_id = $13
+                                   AND r.sur = $9) AND {_narrowed};
 
 -- name: search_by_correlation
 {_found} WHERE m.correlation_id = $13 AND {_narrowed};
@@ -390,6 +392,61 @@ ORDER BY d.id LIMIT $6;
 
 -- name: mark_redriven
 UPDATE deliveries SET state = 'redriven', done_at = $1 FROM unnest($2::bigint[]) AS b(id) WHERE deliveries.id = b.id;
+
+-- ---------------------------------------------------------------------------------------
+-- Retention: the purge (dip.archive.retention) and the jobs that run it
+
+-- name: retention_classes
+SELECT days FROM retention_classes ORDER BY days;
+
+-- name: add_retention_class
+INSERT INTO retention_classes (days) VALUES ($1) ON CONFLICT DO NOTHING;
+
+-- name: expired_messages
+-- the oldest messages of one retention class ($1) accepted before $2, at most $3
+SELECT transaction_id FROM messages WHERE retention_days = $1 AND received_at < $2 ORDER BY received_at LIMIT $3;
+
+-- name: purge_deliveries
+-- every delivery of these messages: to their recipients, requeued, redriven, status messages about them
+DELETE FROM deliveries WHERE id IN (
+    SELECT d.id FROM unnest($1::text[]) AS b(id) CROSS JOIN deliveries d WHERE d.transaction_id = b.id);
+
+-- name: purge_messages
+DELETE FROM messages WHERE transaction_id IN (SELECT b.id FROM unnest($1::text[]) AS b(id));
+
+-- name: reference_horizon
+-- how far a purge of references before $1 may go this time: the $2-th oldest's time
+SELECT max(received_at) FROM (SELECT received_at FROM sender_references WHERE received_at < $1
+                              ORDER BY received_at LIMIT $2) AS oldest;
+
+-- name: purge_references
+DELETE FROM sender_references WHERE received_at <= $1;
+
+-- name: call_horizon
+SELECT max(done_at) FROM (SELECT done_at FROM delivery_calls WHERE done_at < $1 ORDER BY done_at LIMIT $2) AS oldest;
+
+-- name: purge_calls
+DELETE FROM delivery_calls WHERE done_at <= $1;
+
+-- name: purge_requeues
+-- requeues wholly appended, created before $1
+DELETE FROM requeues WHERE done AND created_at < $1;
+
+-- name: add_job
+INSERT INTO jobs (name, next_run_at) VALUES ($1, $2) ON CONFLICT DO NOTHING;
+
+-- name: claim_job
+-- the job is due and no live node holds it
+UPDATE jobs SET lease_owner = $2, lease_until = $3
+WHERE name = $1 AND next_run_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
+RETURNING name;
+
+-- name: finish_job
+UPDATE jobs SET next_run_at = $3, last_run_at = $4, last_result = $5, lease_owner = NULL, lease_until = NULL
+WHERE name = $1 AND lease_owner = $2;
+
+-- name: job_states
+SELECT name, next_run_at, lease_owner, lease_until, last_run_at, last_result FROM jobs ORDER BY name;
 
 -- ---------------------------------------------------------------------------------------
 -- Migrations

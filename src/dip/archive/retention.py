@@ -1,0 +1,79 @@
+"""Retention (FS 5.5.7, E2E 4.9): each message is kept for its channel's ``retentionDays`` (as
+they were when it was accepted), then purged with every delivery of it; sender references for
+the longest retention of any channel; the bookkeeping of calls, requeues and replay pages after
+that too. The purge runs as a job (dip.jobs): on every node, done once at a time.
+
+Each step deletes a bounded batch in one short transaction, so ingest goes on beside a purge
+(SQLite's one writer takes the batches between ingest's). docs/archive.md, "Retention".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dip.catalogue import Catalogue
+from dip.store.archive import RetentionStore
+
+DAY = 86_400_000_000  # microseconds
+BATCH = 5_000
+REQUEUE_DAYS = 30  # how long a finished requeue's status can still be read
+
+
+class Lookups(Protocol):
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+
+@dataclass
+class Purged:
+    messages: dict[int, int] = field(default_factory=dict)  # by retention class (days)
+    references: int = 0
+    calls: int = 0
+    requeues: int = 0
+    replay_pages: int = 0
+    finished: bool = True  # False: stopped at the time budget, more to do
+
+    def summary(self) -> str:
+        per_class = ", ".join(f"{n} of {days} days" for days, n in sorted(self.messages.items()) if n)
+        return (f"messages {sum(self.messages.values())}{f' ({per_class})' if per_class else ''}, "
+                f"references {self.references}, calls {self.calls}, requeues {self.requeues}, "
+                f"replay pages {self.replay_pages}{'' if self.finished else '; more to do'}")
+
+
+class Retention:
+    def __init__(self, store: RetentionStore, lookups: Lookups, batch: int = BATCH) -> None:
+        self.store = store
+        self.lookups = lookups
+        self.batch = batch
+
+    async def purge(self, now: int, budget_seconds: float = 60.0) -> Purged:
+        """Purge what is older than its retention at ``now`` (microseconds; a test may move it),
+        stopping after ``budget_seconds`` (the next run goes on)."""
+        stop_at = time.monotonic() + budget_seconds
+        done = Purged()
+        classes = set(await self.store.retention_classes())
+        classes.update(c.definition.retentionDays for c in self.lookups.catalogue.channels.values())
+        for days in sorted(classes):
+            before = now - days * DAY
+            total = 0
+            while (n := await self.store.purge_expired(days, before, self.batch)) > 0:
+                total += n
+                if time.monotonic() > stop_at:
+                    done.finished = False
+                    break
+            done.messages[days] = total
+            if not done.finished:
+                return done
+        longest = now - max(classes) * DAY
+        while (n := await self.store.purge_references(longest, self.batch)) > 0:
+            done.references += n
+            if time.monotonic() > stop_at:
+                done.finished = False
+                return done
+        while (n := await self.store.purge_calls(longest, self.batch)) > 0:
+            done.calls += n
+        done.requeues = await self.store.purge_requeues(now - REQUEUE_DAYS * DAY)
+        done.replay_pages = await self.store.drop_expired_replay_pages(now)
+        return done

@@ -1,0 +1,118 @@
+"""Retention and the job schedule, on SQLite and PostgreSQL, with a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from dip.archive.retention import DAY, Retention
+from dip.catalogue import Catalogue
+from dip.jobs import Job, Scheduler
+from dip.queue import DeliveryKind, publication_queue
+from dip.store import DeliveryRow, MessageRow, Store
+from dip.tools.testing import RunningDip
+
+NOW = 1_790_000_000_000_000
+SDS, SUP = "1300000001", "1000000001"
+
+
+@dataclass
+class NoChannels:
+    catalogue: Catalogue = field(default_factory=lambda: Catalogue({}))
+
+
+def message(n: int, days: int, at: int) -> MessageRow:
+    return MessageRow(f"T-IF-021-{SDS}-SDS-20261123-{n:024x}", "IF-021", "[ActivePower]", "011", SDS, "SDS", None,
+                      f"S-IF-021-{SDS}-SDS-20261123-{n:x}", None, "1200000000009", at, b'{"n": %d}' % n,
+                      retention_days=days)
+
+
+async def accept(store: Store, rows: list[MessageRow]) -> None:
+    deliveries = [[DeliveryRow(publication_queue(SUP, "IF-021"), m.transaction_id, SUP, "SUP", DeliveryKind.SECONDARY,
+                               m.received_at)] for m in rows]
+    assert await store.insert_messages(rows, deliveries) == []
+
+
+async def test_each_message_is_kept_for_its_own_retention(store: Store) -> None:
+    await store.add_retention_class(30)
+    short = [message(n, 30, NOW + n) for n in range(3)]
+    long = [message(10 + n, 730, NOW + n) for n in range(2)]
+    await accept(store, short + long)
+    retention = Retention(store, NoChannels(), batch=2)  # several batches
+    nothing = await retention.purge(NOW + 29 * DAY)
+    assert sum(nothing.messages.values()) == 0 and nothing.finished
+    purged = await retention.purge(NOW + 31 * DAY)
+    assert purged.messages == {30: 3, 730: 0} and purged.finished
+    for m in short:
+        assert await store.get_message(m.transaction_id) is None
+        assert await store.delivery_history(m.transaction_id) == []  # its deliveries went with it
+    for m in long:
+        assert await store.get_message(m.transaction_id) is not None
+    # the references stay taken for the longest retention: a short-lived message's too
+    again = message(99, 30, NOW + 32 * DAY)._replace(sur=short[0].sur)
+    assert await store.insert_messages([again]) == [0]
+    purged = await retention.purge(NOW + 731 * DAY)
+    assert purged.messages[730] == 2 and purged.references == 5
+    assert await store.count_messages() == 0
+    assert await store.insert_messages([again]) == []  # free again after the longest retention
+
+
+async def test_a_purge_stops_at_its_time_budget_and_goes_on_later(store: Store) -> None:
+    await accept(store, [message(n, 730, NOW + n) for n in range(4)])
+    retention = Retention(store, NoChannels(), batch=1)
+    first = await retention.purge(NOW + 800 * DAY, budget_seconds=0)
+    assert not first.finished and sum(first.messages.values()) == 1
+    rest = await retention.purge(NOW + 800 * DAY)
+    assert rest.finished and sum(rest.messages.values()) == 3
+
+
+async def test_a_job_runs_on_one_node_at_a_time_and_again_when_due(store: Store) -> None:
+    clock = [NOW]
+    runs: list[tuple[str, int]] = []
+
+    def job(node: str) -> Job:
+        async def run(now: int) -> tuple[str, bool]:
+            runs.append((node, now))
+            await asyncio.sleep(0.01)
+            return f"ran on {node}", True
+
+        return Job("purge", 600, run)
+
+    nodes = [Scheduler(store, name, [job(name)], clock=lambda: clock[0]) for name in ("a", "b")]
+    for node in nodes:
+        for j in node.jobs:
+            await store.add_job(j.name, clock[0])
+    ran = await asyncio.gather(*(node.run_due() for node in nodes))
+    assert sorted(len(r) for r in ran) == [0, 1] and len(runs) == 1  # one of the two took it
+    assert await nodes[0].run_due() == [] and await nodes[1].run_due() == []  # not due again yet
+    clock[0] += 601 * 1_000_000
+    assert len([r for node in nodes for r in await node.run_due()]) == 1
+    (state,) = await store.job_states()
+    assert state.name == "purge" and state.last_result is not None and state.last_result.startswith("ran on")
+    assert state.lease_owner is None and state.next_run_at == clock[0] + 600 * 1_000_000
+
+
+async def test_a_lapsed_lease_lets_another_node_run_the_job(store: Store) -> None:
+    await store.add_job("purge", NOW)
+    assert await store.claim_job("purge", "a", NOW, 1_000_000)
+    assert not await store.claim_job("purge", "b", NOW + 500_000, 1_000_000)  # held
+    assert await store.claim_job("purge", "b", NOW + 2_000_000, 1_000_000)  # node a died: the lease lapsed
+    assert not await store.finish_job("purge", "a", NOW + 10, NOW, "late")  # a no longer holds it
+    assert await store.finish_job("purge", "b", NOW + 10, NOW, "done")
+
+
+def test_the_operator_sees_the_purge_job(dip: RunningDip) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 10
+    while True:
+        jobs = httpx.get(f"{dip.url}/admin/jobs", headers={"X-API-Key": dip.admin_key}).json()["jobs"]
+        if jobs and jobs[0]["lastResult"] is not None:
+            break
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.05)
+    (job,) = jobs
+    assert job["name"] == "retention" and job["lastResult"].startswith("messages 0")
+    assert job["nextRunAt"] > job["lastRunAt"] and job["runningOn"] is None
