@@ -34,6 +34,11 @@ _POINTER = re.compile(r"^(/([^/~]|~[01])*)*$")
 _EVENT_CODE = re.compile(r"^\[[A-Za-z0-9-]{1,48}\]$")
 
 
+# Channels whose messages the DIP answers itself: each accepted message is also queued for the
+# DIP (its own queue, ``{dip_id}|{interface}``), and a handler in the delivery worker answers it.
+ANSWERED_BY_DIP = {"IF-015": "consumption replay, answered on IF-016 (E2E 5.1.7; dip.archive.consumption_replay)"}
+DIP_ROLE = "DIP"  # the role the DIP receives its own queue's messages in
+
 class AlwaysRouting(msgspec.Struct, forbid_unknown_fields=True):
     roles: list[str] = []
     participants: list[str] = []

@@ -18,6 +18,7 @@ class DeliveryKind(StrEnum):
     SECONDARY = "secondary"  # found by MPAN in the registry
     ALWAYS = "always"  # the channel always sends it there
     STATUS = "status"  # a status message to a message's sender
+    INTERNAL = "internal"  # the DIP answers it itself (dip.catalogue.ANSWERED_BY_DIP)
 
 
 class DeliveryState(StrEnum):

@@ -78,6 +78,16 @@ def test_serve_demo_then_send_a_first_message(served: tuple[str, Path, list[str]
     bad.write_text('[{"payload": {"CommonBlock": {}, "CustomBlock": {}}}]')
     result = run("send", "--profile", str(profile), "--channel", "IF-021", str(bad))
     assert result.returncode == 1 and "HTTP 400" in result.stdout and "MSG1001" in result.stdout
+    # the recipient replays what it was sent (the README tour's step)
+    out = data_dir / "replayed.json"
+    result = run("replay", "--profile", str(data_dir / "demo" / "MDS.json"), "--channel", "IF-021", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("replayed 4 message(s) in 1 page(s)")
+    replayed = json.loads(out.read_text())
+    assert len(replayed) == 4 and all(e["payload"]["CommonBlock"]["D0"]["replayIndicator"] for e in replayed)
+    # the operator redrives (nothing is dead here)
+    result = run("redrive", "--data-dir", str(data_dir), "--url", served[0], "--state", "dead")
+    assert result.returncode == 0 and result.stdout.strip() == "redriven 0 deliveries", result.stdout + result.stderr
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="official reference not present")

@@ -79,7 +79,7 @@ class AcceptBatch:
         failed: list[Checked] = []
         verdicts: list[Verdict] = []
         judge_time = store_time = 0.0
-        judging = Judge(channel, directory, caller, now, micros(now))
+        judging = Judge(channel, directory, caller, now, micros(now), dip_id=self._settings.dip_id)
         by_mpan = needs_registry(channel)
         if by_mpan:
             await self._registry.refresh()
@@ -116,7 +116,8 @@ class AcceptBatch:
             # and the transaction was rolled back: judge again and store in one go (that path
             # re-checks inside its own transaction and retries).
             registry = await registry_view(self._registry, channel, checked)
-            verdicts = judge(channel, directory, caller, checked, raws, now, micros(now), registry)
+            verdicts = judge(channel, directory, caller, checked, raws, now, micros(now), registry,
+                             self._settings.dip_id)
             accepted = [v for v in verdicts if v.row is not None]
             skipped = await self._store.insert_messages([v.row for v in accepted if v.row is not None],
                                                         [v.deliveries for v in accepted],

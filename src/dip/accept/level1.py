@@ -18,10 +18,10 @@ from dip import ids
 from dip.accept import registry_updates, routing
 from dip.accept.registry import Appointment, Registry, RegistryView
 from dip.accept.schema import Checked, Header, payload_bytes
-from dip.catalogue import Channel
+from dip.catalogue import ANSWERED_BY_DIP, DIP_ROLE, Channel
 from dip.codes import Code
 from dip.directory import Directory, Participant
-from dip.queue import publication_queue
+from dip.queue import DeliveryKind, publication_queue
 from dip.store.base import AppointmentRow, DeliveryRow, MessageRow
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -121,8 +121,12 @@ class Judge:
     """
 
     def __init__(self, channel: Channel, directory: Directory, caller: Caller, now: datetime,
-                 received_at: int, registry: RegistryView | None = None) -> None:
+                 received_at: int, registry: RegistryView | None = None, dip_id: str | None = None) -> None:
         self.channel = channel
+        # the DIP's own queue, for a channel it answers itself (ANSWERED_BY_DIP)
+        self.internal_queue = (publication_queue(dip_id, channel.interface_id)
+                               if dip_id is not None and channel.interface_id in ANSWERED_BY_DIP else None)
+        self.dip_id = dip_id
         self.directory = directory
         self.caller = caller
         self.now = now
@@ -152,6 +156,9 @@ class Judge:
             if queue is None:
                 queue = queues[r.participant_id] = publication_queue(r.participant_id, interface_id)
             out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at))
+        if self.internal_queue is not None and self.dip_id is not None:
+            out.append(DeliveryRow(self.internal_queue, transaction_id, self.dip_id, DIP_ROLE, DeliveryKind.INTERNAL,
+                                   at))
         return tuple(out), ",".join(routed.secondary_ids), ",".join(routed.always_ids)
 
     def _appointments(self, h: Header) -> tuple[AppointmentRow, ...]:
@@ -270,9 +277,10 @@ def judge(
     now: datetime,
     received_at: int,
     registry: RegistryView | None = None,
+    dip_id: str | None = None,
 ) -> list[Verdict]:
     """The verdicts of a whole batch at once (see Judge)."""
-    return Judge(channel, directory, caller, now, received_at, registry)(checked, raws)
+    return Judge(channel, directory, caller, now, received_at, registry, dip_id)(checked, raws)
 
 
 def sender_role_problem(channel: Channel, sender: Participant, role: str | None = None) -> str | None:

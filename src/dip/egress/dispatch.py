@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dip import ids
@@ -23,7 +23,7 @@ from dip.egress.outcomes import EGRESS, NAMED, Consequence, Notice, Outcome
 from dip.egress.retry import RetryPolicy
 from dip.egress.sender import CallResult
 from dip.egress.status import StatusNotices
-from dip.queue import STATUS_QUEUE
+from dip.queue import STATUS_QUEUE, DeliveryState
 from dip.store.base import Claim, DeliveryRow, PendingDelivery, QueueStore, Settlement
 from dip.store.message_cache import MessageCache
 
@@ -31,6 +31,7 @@ log = logging.getLogger("dip.delivery")
 
 _NO_WEBHOOK_RECHECK = 30.0  # seconds between looks at a queue whose recipient has no webhook yet
 _NO_WEBHOOK_FETCH = 1000  # deliveries looked at for dead letters when there is nowhere to send
+_INTERNAL_BATCH = 100  # messages the DIP answers itself at a time
 
 
 class Sender(Protocol):
@@ -49,6 +50,13 @@ class Lookups(Protocol):
     def catalogue(self) -> Catalogue: ...
 
 
+class InternalHandler(Protocol):
+    """Answers messages the DIP answers itself (dip.catalogue.ANSWERED_BY_DIP): all of them, or
+    raises, and they are tried again later as a failed call would be."""
+
+    async def __call__(self, requests: Sequence[PendingDelivery]) -> None: ...
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     """Everything delivery uses, and nothing else (not the node)."""
@@ -62,6 +70,8 @@ class WorkerContext:
     max_batch: int  # messages per call at most, whatever a recipient's maxMessageCount allows
     messages: MessageCache | None = None  # stored messages read for one queue, kept for the others
     elements: ElementCache | None = None  # copies built for one recipient, kept for the others
+    dip_id: str | None = None  # the DIP's own queues ({dip_id}|{interface}) are answered here:
+    internal: Mapping[str, InternalHandler] = field(default_factory=dict)  # by interface ID
 
 
 def _micros(seconds: float | None = None) -> int:
@@ -76,6 +86,9 @@ class Dispatcher:
 
     async def deliver(self, claim: Claim) -> None:
         ctx, now = self.ctx, time.time()
+        if claim.recipient_id == ctx.dip_id and claim.interface_id in ctx.internal:
+            await self._answer(claim, ctx.internal[claim.interface_id], now)
+            return
         is_status = claim.interface_id == STATUS_QUEUE
         kind = WebhookKind.STATUS if is_status else WebhookKind.PUBLICATION
         hook = ctx.lookups.directory.webhook(claim.recipient_id, kind, "" if is_status else claim.interface_id)
@@ -115,6 +128,29 @@ class Dispatcher:
         log.debug("%s: %d message(s), %d bytes, HTTP %s; fetch %.3f s, build %.3f s, call %.3f s, settle %.3f s",
                   claim.queue, len(batch), len(body), result.status or result.error, fetched - started,
                   built - fetched, posted - built, time.perf_counter() - posted)
+
+    async def _answer(self, claim: Claim, handler: InternalHandler, now: float) -> None:
+        """The DIP answers its own queue's messages: done (delivered), or tried again later."""
+        ctx = self.ctx
+        pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages)
+        if not pending:
+            await self._settle(claim, [], _micros(), 0, [])
+            return
+        try:
+            await handler(pending)
+        except Exception:
+            log.exception("answering %d message(s) of %s failed; trying again later", len(pending), claim.queue)
+            retry_at = ctx.policy.next_attempt(claim.retries + 1, now, pending[0].accepted_at / 1e6)
+            if retry_at is None:  # past the dead-letter deadline: given up, and its sender told
+                why = "the DIP could not answer it in time"
+                settlements = [Settlement(p.id, DeliveryState.DEAD, None, why) for p in pending]
+                relay = [self.ctx.notices.from_dip(p, claim.recipient_id, why) for p in pending]
+                await self._settle(claim, settlements, _micros(), 0, relay)
+                return
+            await self._settle(claim, [], _micros(retry_at), claim.retries + 1, [])
+            return
+        done = [Settlement(p.id, DeliveryState.DELIVERED, None, "answered by the DIP") for p in pending]
+        await self._settle(claim, done, _micros(), 0, [])
 
     # -- applying the egress table -------------------------------------------------------------------
 

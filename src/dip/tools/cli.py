@@ -244,6 +244,54 @@ def import_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    """POST /dip-channel/{id}/replay/{recipient} as a participant, following continuation tokens."""
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from dip import ids
+    from dip.tools.client import DipClient, Identity
+
+    identity = Identity.load(args.profile)
+    recipient = args.recipient or identity.participant_id
+    request: dict[str, object] = {}
+    if args.transaction_id:
+        request["transactionIDs"] = args.transaction_id
+    else:
+        request["datetimeFrom"] = args.since or ids.timestamp(datetime.now(UTC) - timedelta(days=1))
+    for key, value in (("datetimeTo", args.until), ("eventCode", args.event_code), ("MPAN", args.mpan),
+                       ("version", args.version)):
+        if value:
+            request[key] = value
+    elements: list[dict[str, object]] = []
+    token, pages = None, 0
+    with DipClient(args.url or identity.url, identity) as client:
+        while True:
+            response = client.post(f"/dip-channel/{args.channel}/replay/{recipient}", orjson.dumps(request),
+                                   {"X-Continuation-Token": token} if token else None)
+            if response.status_code == 204:
+                break
+            if response.status_code not in (200, 206):
+                print(f"HTTP {response.status_code}\n{response.text}")
+                return 1
+            elements += response.json()
+            pages += 1
+            if response.status_code == 200:
+                break
+            token = response.headers["x-continuation-token"]
+    if args.out:
+        Path(args.out).write_bytes(orjson.dumps(elements))
+    print(f"replayed {len(elements)} message(s) in {pages} page(s)" + (f" into {args.out}" if args.out else ""))
+    for element in elements[:args.show]:
+        payload = element["payload"]
+        assert isinstance(payload, dict)
+        original = element["originalWrapper"]
+        assert isinstance(original, dict)
+        print(f"  {original['D0']['transactionID']} -> {payload['CommonBlock']['D0']['transactionID']}")
+    return 0
+
+
 def redrive(args: argparse.Namespace) -> int:
     """POST /admin/redrive on a running DIP; prints how many deliveries went back on their queues."""
     import httpx
@@ -298,6 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--batch-size", type=int, default=50_000)
     load.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    rp = sub.add_parser("replay", help="replay archived publications to yourself (a participant's request)")
+    rp.add_argument("--profile", type=Path, required=True, help="participant profile JSON (e.g. .dip/demo/MDS.json)")
+    rp.add_argument("--channel", required=True, help="interface ID, e.g. IF-021")
+    rp.add_argument("--recipient", help="the recipient (default: the profile's participant; a DCP names its client)")
+    rp.add_argument("--url", help="DIP base URL (default: the profile's)")
+    rp.add_argument("--from", dest="since", help="accepted from (ISO 8601 with offset; default: a day ago)")
+    rp.add_argument("--to", dest="until", help="accepted up to (ISO 8601 with offset)")
+    rp.add_argument("--transaction-id", action="append", help="replay these (repeatable, up to 100)")
+    rp.add_argument("--event-code")
+    rp.add_argument("--mpan")
+    rp.add_argument("--version", help="schema version")
+    rp.add_argument("--out", help="write the replayed DIPMessageEgressArray to this file")
+    rp.add_argument("--show", type=int, default=10, help="list this many (original -> new transaction ID)")
+
     rd = sub.add_parser("redrive", help="put dead-lettered (or failed, rejected) deliveries back on their queues")
     rd.add_argument("--url", default="http://127.0.0.1:8080")
     rd.add_argument("--admin-key")
@@ -337,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             return registry_load(args)
         if args.command == "redrive":
             return redrive(args)
+        if args.command == "replay":
+            return replay(args)
         if args.command == "simulate":
             from dip.tools.simulate import command
 
