@@ -38,6 +38,9 @@ _EVENT_CODE = re.compile(r"^\[[A-Za-z0-9-]{1,48}\]$")
 # DIP (its own queue, ``{dip_id}|{interface}``), and a handler in the delivery worker answers it.
 ANSWERED_BY_DIP = {"IF-015": "consumption replay, answered on IF-016 (E2E 5.1.7; dip.archive.consumption_replay)"}
 DIP_ROLE = "DIP"  # the role the DIP receives its own queue's messages in
+# Channels whose messages have no custom block at all (the official schema has none: IF-015,
+# DIN-827); every other channel's messages must carry one.
+WITHOUT_CUSTOM_BLOCK = frozenset({"IF-015"})
 
 class AlwaysRouting(msgspec.Struct, forbid_unknown_fields=True):
     roles: list[str] = []

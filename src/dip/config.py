@@ -64,8 +64,15 @@ class Settings:
             raise ConfigurationError(
                 f"--environment must be one of {', '.join(ENVIRONMENT_TAGS)} (case-sensitive), not {self.environment!r}"
             )
-        if len(self.dip_id) != 10:
-            raise ConfigurationError("--dip-id must be 10 characters")
+        if len(self.dip_id) != 10 or any(c not in "0123456789abcdefABCDEF" for c in self.dip_id):
+            # hexadecimal: the DIP sends messages of its own (IF-016), and a sender unique
+            # reference holds its sender's ID in the official pattern's 10 hex digits
+            raise ConfigurationError("--dip-id must be 10 hexadecimal characters (e.g. 0000000000)")
+        positive = (self.archive_rate_limit >= 0 and self.replay_page_size >= 1 and self.retention_every_seconds > 0
+                    and self.jobs_poll_seconds > 0)
+        if not positive:
+            raise ConfigurationError("--archive-rate-limit must be 0 or more, and the replay page size and the "
+                                     "retention and job intervals positive")
         if not 1 <= self.max_messages_per_call <= 1_000_000:
             raise ConfigurationError("--max-messages-per-call must be between 1 and 1,000,000")
         timing = (self.retry_initial_seconds, self.retry_max_seconds, self.dead_letter_after_seconds,

@@ -22,6 +22,7 @@ from dip.admin.participants import Participants
 from dip.admin.registry import RegistryLoads
 from dip.admin.views import OperatorViews
 from dip.admin.webhooks import Webhooks
+from dip.archive.consumption_replay import ConsumptionReplay
 from dip.archive.redrive import Redriving
 from dip.archive.replay import Replay
 from dip.archive.requeue import Requeue, RequeueAppender
@@ -137,6 +138,8 @@ class Node:
             messages=MessageCache(cache_bytes) if cache_bytes else None,
             # half as much again for built elements: one call's worth (5,000 IF-021 of 4.5 KB) and more
             elements=ElementCache(cache_bytes // 2) if cache_bytes else None,
+            dip_id=s.dip_id,
+            internal={"IF-015": ConsumptionReplay(self.store, self.state, s.dip_id, s.environment)},
         )
         # a lease outlives any call it covers, so a live node never loses a queue mid-call
         lease = max(s.delivery_lease_seconds or s.webhook_timeout_seconds + 30, s.webhook_timeout_seconds + 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dip.catalogue import Channel
+from dip.catalogue import WITHOUT_CUSTOM_BLOCK, Channel
 from dip.ids import SUR_PATTERN
 
 ENVIRONMENT_TAGS = ("PRD", "SITB", "SIT", "UIT", "DEV")
@@ -97,12 +97,16 @@ def payload_schema(channel: Channel) -> dict[str, Any]:
     if d.customBlockSchema is not None:
         # Its own resource, so the operator's "#/$defs/..." references resolve inside it.
         custom = {"$id": f"urn:dip:channel:{channel.interface_id}:custom-block", **d.customBlockSchema}
+    if channel.interface_id in WITHOUT_CUSTOM_BLOCK:
+        blocks: dict[str, Any] = {"CommonBlock": common}
+    else:
+        blocks = {"CommonBlock": common, "CustomBlock": custom}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "additionalProperties": False,
-        "required": ["CommonBlock", "CustomBlock"],
-        "properties": {"CommonBlock": common, "CustomBlock": custom},
+        "required": list(blocks),
+        "properties": blocks,
     }
 
 
