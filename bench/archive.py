@@ -1,0 +1,282 @@
+"""The archive at size (issue 16): load millions of archived messages, then replay, search and
+purge on it, against a real `dip serve` on that database.
+
+    python -m bench.archive --stores sqlite,postgres [--messages 2000000,10000000] [--days 30]
+
+Per store it prints:
+- the load: messages and their deliveries and references written through the store's own bulk
+  path (COPY on PostgreSQL), after checking free disk (about 3 KB a message before indexes; where
+  the disk is short, the largest archive that fits, said so), and the bytes per message;
+- replay of 50,000 publications by time range, and by MPAN (one MPAN holds 50,000 messages);
+- search by correlation ID and by MPAN: p50/p99 of 200 signed requests each;
+- the purge of one day of a short-retention channel (1,000,000 messages at full size; the same
+  share of the archive when smaller), against the time to ingest 10,000 messages, and the ingest
+  rate while the purge runs.
+
+Messages are IF-021 [ActivePower] of 2.7 KB (24 periods) from the demo data service, to MDS
+(always) and SUP (by MPAN), spread over ``--days`` days; every tenth message
+shares a correlation ID with nine others. The deliveries stay pending (no webhooks): replay and
+search read them as they would delivered ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import ADMIN_KEY, calibration, dip_server, fresh_database, machine
+from dip import ids
+from dip.queue import DeliveryKind, publication_queue
+from dip.store import DeliveryRow, MessageRow, Store, open_store
+from dip.tools.client import DipClient, Identity
+from dip.tools.samples import consumption_block, mpan_core, sample_payloads
+from dip.tools.testing import AdminClient
+
+SDS, MDS, SUP = "1300000001", "1400000001", "1000000001"
+BYTES_PER_MESSAGE = 3_000  # before indexes: the disk check's estimate
+HOT_MPAN_MESSAGES = 50_000
+REPLAY = 50_000
+SHORT_RETENTION = 30  # days: the class whose oldest day is purged
+_CHUNK = 20_000
+_DAY = 86_400_000_000
+
+
+def _template(rng: random.Random) -> tuple[bytes, bytes]:
+    """An IF-021 payload as stored, split around its MPAN, so millions are made by joining bytes."""
+    from dip.signing import generate_identity
+
+    key_pem, cert_pem = generate_identity(SDS)
+    client = DipClient("http://127.0.0.1:1", Identity(SDS, "SDS", "", key_pem, cert_pem, "", "DEV"))
+    payload = client.message("IF-021", "[ActivePower]", "011",
+                             consumption_block(SDS, datetime.now(UTC) - timedelta(days=1), rng, periods=24),
+                             mpan="9999999999999")
+    raw = orjson.dumps(payload)
+    before, after = raw.split(b"9999999999999", 1)
+    return before, after
+
+
+def _correlation(n: int) -> str:
+    """Ten messages share each workflow correlation ID."""
+    return f"CI-20000101-{n // 10:024x}"
+
+
+def _rows(first: int, count: int, start: int, span: int, mpans: int, hot: int, retention: int,
+          template: tuple[bytes, bytes]) -> tuple[list[MessageRow], list[list[DeliveryRow]]]:
+    rows, deliveries = [], []
+    for n in range(first, first + count):
+        at = start + (n - first) * span // max(count, 1)
+        mpan = mpan_core(0) if n < hot else mpan_core(1 + n % mpans)
+        day = datetime.fromtimestamp(at / 1e6, UTC).strftime("%Y%m%d")
+        tid = f"T-IF-021-{SDS}-SDS-{day}-{n:024x}"
+        rows.append(MessageRow(tid, "IF-021", "[ActivePower]", "011", SDS, "SDS", None,
+                               f"S-IF-021-{SDS}-SDS-{day}-{n:x}", _correlation(n), mpan, at,
+                               template[0] + mpan.encode() + template[1], "", MDS, retention_days=retention))
+        deliveries.append([
+            DeliveryRow(publication_queue(MDS, "IF-021"), tid, MDS, "MDS", DeliveryKind.ALWAYS, at),
+            DeliveryRow(publication_queue(SUP, "IF-021"), tid, SUP, "SUP", DeliveryKind.SECONDARY, at),
+        ])
+    return rows, deliveries
+
+
+async def load(store: Store, messages: int, days: int, purge_day: int, now: int) -> dict[str, Any]:
+    """``messages`` over ``days`` days before ``now``; ``purge_day`` more of them on one day in the
+    short-retention class, old enough to be purged. All delivered."""
+    template = _template(random.Random(1))
+    await store.add_retention_class(SHORT_RETENTION)
+    started = time.perf_counter()
+    span = days * _DAY
+    start = now - span
+    done = 0
+    while done < messages:
+        count = min(_CHUNK, messages - done)
+        chunk_start = start + done * span // messages
+        rows, deliveries = _rows(done, count, chunk_start, count * span // messages, 100_000, HOT_MPAN_MESSAGES,
+                                 730, template)
+        await store.insert_messages(rows, deliveries)
+        done += count
+    # a day whose first message expires two hours from now: the DIP's own retention job leaves it
+    # alone, and the benchmark purges it with its clock moved on by two days
+    old_day = now - SHORT_RETENTION * _DAY + 2 * 3_600_000_000
+    purged = 0
+    while purged < purge_day:
+        count = min(_CHUNK, purge_day - purged)
+        rows, deliveries = _rows(messages + purged, count, old_day + purged * _DAY // purge_day,
+                                 count * _DAY // purge_day, 100_000, 0, SHORT_RETENTION, template)
+        await store.insert_messages(rows, deliveries)
+        purged += count
+    seconds = time.perf_counter() - started
+    return {"loaded": messages + purge_day, "seconds": seconds}
+
+
+def _percentiles(values: list[float]) -> str:
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    return f"p50 {statistics.median(values) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms"
+
+
+def _replay(client: DipClient, request: dict[str, Any]) -> tuple[int, float, int]:
+    started = time.perf_counter()
+    response = client.post(f"/dip-channel/IF-021/replay/{MDS}", orjson.dumps(request))
+    seconds = time.perf_counter() - started
+    count = len(response.json()) if response.status_code in (200, 206) else 0
+    return response.status_code, seconds, count
+
+
+def _search(client: DipClient, **params: str) -> float:
+    started = time.perf_counter()
+    response = client.request("GET", "/messages?" + urllib.parse.urlencode(params))
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
+
+
+def measure(url: str, messages: int, days: int, now: int) -> list[str]:
+    out = []
+    with AdminClient(url, ADMIN_KEY) as admin:
+        mds = admin.onboard(MDS, ["MDS"])
+    client = DipClient(url, mds)
+    # replay: the first 50,000 by time range (the archive's oldest day onwards), and the hot MPAN's
+    first = ids.timestamp(datetime.fromtimestamp((now - days * _DAY) / 1e6, UTC))
+    status, seconds, count = _replay(client, {"datetimeFrom": first})
+    out.append(f"replay by time range: HTTP {status}, {count:,} messages in {seconds:.2f} s")
+    status, seconds, count = _replay(client, {"datetimeFrom": first, "MPAN": mpan_core(0)})
+    out.append(f"replay by MPAN: HTTP {status}, {count:,} messages in {seconds:.2f} s")
+    # search: correlation IDs and MPANs at random
+    rng = random.Random(7)
+    by_correlation = []
+    for _ in range(200):
+        by_correlation.append(_search(client, correlationID=_correlation(rng.randrange(messages))))
+    out.append(f"search by correlation ID (200): {_percentiles(by_correlation)}")
+    by_mpan = [_search(client, MPAN=mpan_core(1 + rng.randrange(100_000)), limit="100") for _ in range(200)]
+    out.append(f"search by MPAN, 100 a page (200): {_percentiles(by_mpan)}")
+    return out
+
+
+def ingest_seconds(url: str, identity: Identity, count: int) -> float:
+    """POST ``count`` IF-021 of the demo MPANs (the demo registry appoints their supplier) in one call."""
+    with DipClient(url, identity) as client:
+        body = orjson.dumps([{"payload": p} for p in sample_payloads(client, "IF-021", count, periods=24)])
+        started = time.perf_counter()
+        response = client.send_raw("IF-021", body)
+        assert response.status_code == 201, response.text[:300]
+        return time.perf_counter() - started
+
+
+async def purge(store: Store, now: int) -> tuple[float, int]:
+    from dip.archive.retention import Retention
+    from dip.catalogue import Catalogue
+
+    class Lookups:
+        catalogue = Catalogue({})
+
+    started = time.perf_counter()
+    purged = await Retention(store, Lookups()).purge(now, budget_seconds=3600)
+    return time.perf_counter() - started, sum(purged.messages.values())
+
+
+def run(store_name: str, messages: int, days: int, work: Path) -> list[str]:
+    out = [f"{store_name}:"]
+    full = 10_000_000 if store_name == "postgres" else 2_000_000
+    purge_day = max(1000, 1_000_000 * messages // full)
+    needed = (messages + purge_day) * BYTES_PER_MESSAGE * 2  # tables, indexes, WAL
+    free = shutil.disk_usage(work).free
+    if needed > free:
+        fits = max(3_000_000, int(free / BYTES_PER_MESSAGE / 2) - purge_day)
+        out.append(f"  disk: {free / 1e9:.0f} GB free, {needed / 1e9:.0f} GB wanted: loading {fits:,} instead")
+        messages = fits
+    now = int(time.time() * 1_000_000)
+    url = asyncio.run(fresh_database("dip_bench_archive")) if store_name == "postgres" else (
+        f"sqlite:{work / 'archive.sqlite3'}")
+
+    async def loading() -> dict[str, Any]:
+        store = open_store(url, work)
+        await store.open()
+        try:
+            return await load(store, messages, days, purge_day, now)
+        finally:
+            await store.close()
+
+    loaded = asyncio.run(loading())
+    size = _size(store_name, url, work)
+    out.append(f"  loaded {loaded['loaded']:,} messages in {loaded['seconds']:.0f} s "
+               f"({loaded['loaded'] / loaded['seconds']:,.0f} msg/s); {size / loaded['loaded']:,.0f} bytes a message "
+               "on disk with indexes")
+    with dip_server(url, ["--retention-every-seconds", "86400", "--archive-rate-limit", "0"]) as dip:
+        out += ["  " + line for line in measure(dip, messages, days, now)]
+        with AdminClient(dip, ADMIN_KEY) as admin:
+            sds = admin.onboard(SDS, ["SDS"])
+        ten_k = ingest_seconds(dip, sds, 10_000)
+        out.append(f"  ingest of 10,000 messages: {ten_k:.2f} s")
+        rates: list[float] = []
+        stop = threading.Event()
+
+        def keep_sending() -> None:
+            while not stop.is_set():
+                rates.append(1_000 / ingest_seconds(dip, sds, 1_000))
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+
+        async def purging() -> tuple[float, int]:
+            store = open_store(url, work)
+            await store.open()
+            try:
+                return await purge(store, now + 2 * _DAY)
+            finally:
+                await store.close()
+
+        seconds, count = asyncio.run(purging())  # with the clock two days on
+        stop.set()
+        sender.join()
+        out.append(f"  purge of one day: {count:,} messages in {seconds:.1f} s "
+                   f"({'within' if seconds <= ten_k else 'over'} the 10,000-message ingest's {ten_k:.2f} s)")
+        out.append(f"  ingest while purging: {statistics.median(rates) if rates else 0:,.0f} msg/s median over "
+                   f"{len(rates)} batches of 1,000")
+    return out
+
+
+def _size(store_name: str, url: str, work: Path) -> int:
+    if store_name != "postgres":
+        return sum(p.stat().st_size for p in work.glob("archive.sqlite3*"))
+
+    async def size() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(size())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--messages", help="per store, comma-separated (default 2,000,000 SQLite, 10,000,000 PG)")
+    parser.add_argument("--days", type=int, default=30, help="the archive spans this many days")
+    args = parser.parse_args()
+    stores = args.stores.split(",")
+    sizes = [int(m) for m in args.messages.split(",")] if args.messages else [
+        10_000_000 if s == "postgres" else 2_000_000 for s in stores]
+    print(f"archive benchmark on {machine()}; {calibration()}", flush=True)
+    for store_name, messages in zip(stores, sizes, strict=True):
+        with tempfile.TemporaryDirectory(prefix="dip-archive-") as work:
+            for line in run(store_name, messages, args.days, Path(work)):
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
