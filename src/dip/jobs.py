@@ -46,7 +46,9 @@ class Scheduler:
     async def start(self) -> None:
         now = self.clock()
         for job in self.jobs:
-            await self.store.add_job(job.name, now)
+            # a new job first runs one interval after the first node starts (POST
+            # /admin/jobs/{name}/run runs it at once); a restart keeps the schedule it has
+            await self.store.add_job(job.name, now + int(job.every_seconds * 1_000_000))
         self._task = asyncio.create_task(self._loop(), name="jobs")
 
     async def stop(self) -> None:
@@ -81,8 +83,9 @@ class Scheduler:
                 result, finished = f"failed: {exc!r}"[:500], True
             # unfinished (a time budget ran out): again soon; else at its interval
             delay = self.poll_seconds if not finished else job.every_seconds
+            result = f"{result} ({time.monotonic() - started:.1f} s)"
             await self.store.finish_job(job.name, self.owner, self.clock() + int(delay * 1_000_000), self.clock(),
                                         result)
-            log.info("job %s: %s (%.1f s)", job.name, result, time.monotonic() - started)
+            log.info("job %s: %s", job.name, result)
             ran.append(job.name)
         return ran

@@ -29,7 +29,7 @@ from dip.archive.requeue import Requeue, RequeueAppender
 from dip.archive.retention import Retention
 from dip.archive.search import Search
 from dip.archive.status_replay import StatusReplay
-from dip.catalogue import default_catalogue, parse_definition
+from dip.catalogue import ANSWERED_BY_DIP, default_catalogue, parse_definition
 from dip.config import Settings
 from dip.directory import hash_api_key, new_api_key
 from dip.egress.breaker import CircuitBreakers
@@ -126,6 +126,8 @@ class Node:
         s = self.settings
         assert self.signing_key is not None
         cache_bytes = s.delivery_cache_mb * 1024 * 1024
+        internal = {"IF-015": ConsumptionReplay(self.store, self.state, s.dip_id, s.environment)}
+        assert internal.keys() == ANSWERED_BY_DIP.keys(), "every channel the DIP answers needs its handler"
         ctx = WorkerContext(
             queues=self.store,
             lookups=self.state,
@@ -139,7 +141,7 @@ class Node:
             # half as much again for built elements: one call's worth (5,000 IF-021 of 4.5 KB) and more
             elements=ElementCache(cache_bytes // 2) if cache_bytes else None,
             dip_id=s.dip_id,
-            internal={"IF-015": ConsumptionReplay(self.store, self.state, s.dip_id, s.environment)},
+            internal=internal,
         )
         # a lease outlives any call it covers, so a live node never loses a queue mid-call
         lease = max(s.delivery_lease_seconds or s.webhook_timeout_seconds + 30, s.webhook_timeout_seconds + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dip.archive.retention import DAY, Retention
@@ -101,18 +102,20 @@ async def test_a_lapsed_lease_lets_another_node_run_the_job(store: Store) -> Non
     assert await store.finish_job("purge", "b", NOW + 10, NOW, "done")
 
 
-def test_the_operator_sees_the_purge_job(dip: RunningDip) -> None:
+def test_the_operator_sees_the_purge_job_and_may_run_it_at_once(dip_factory: Callable[..., RunningDip]) -> None:
     import time
 
     import httpx
 
+    dip = dip_factory(jobs_poll_seconds=0.1)
+    headers = {"X-API-Key": dip.admin_key}
+    (job,) = httpx.get(f"{dip.url}/admin/jobs", headers=headers).json()["jobs"]
+    assert job["name"] == "retention" and job["lastRunAt"] is None  # first due an interval after start
+    assert httpx.post(f"{dip.url}/admin/jobs/retention/run", headers=headers).status_code == 202
+    assert httpx.post(f"{dip.url}/admin/jobs/nothing/run", headers=headers).status_code == 404
     deadline = time.monotonic() + 10
-    while True:
-        jobs = httpx.get(f"{dip.url}/admin/jobs", headers={"X-API-Key": dip.admin_key}).json()["jobs"]
-        if jobs and jobs[0]["lastResult"] is not None:
-            break
-        assert time.monotonic() < deadline, jobs
+    while (job := httpx.get(f"{dip.url}/admin/jobs", headers=headers).json()["jobs"][0])["lastRunAt"] is None:
+        assert time.monotonic() < deadline, job
         time.sleep(0.05)
-    (job,) = jobs
-    assert job["name"] == "retention" and job["lastResult"].startswith("messages 0")
+    assert job["lastResult"].startswith("messages 0") and job["lastResult"].endswith(" s)")
     assert job["nextRunAt"] > job["lastRunAt"] and job["runningOn"] is None

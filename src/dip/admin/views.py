@@ -30,6 +30,8 @@ class _Store(Protocol):
 
     async def job_states(self) -> list[JobState]: ...
 
+    async def make_job_due(self, name: str, now: int) -> bool: ...
+
 
 @dataclass(frozen=True)
 class MpanView:
@@ -70,3 +72,7 @@ class OperatorViews:
     async def jobs(self) -> list[JobState]:
         """The scheduled jobs (the purge, ...): when each ran, what it did, when it runs next."""
         return await self._store.job_states()
+
+    async def run_job(self, name: str, now: int) -> bool:
+        """Run a scheduled job now (at the next poll of whichever node takes it); False: no such job."""
+        return await self._store.make_job_due(name, now)

@@ -161,7 +161,7 @@ class ConsumptionReplay:
     def _message(self, request: PendingDelivery, requester: str, mpan: str, about: str, event: str,
                  payload: dict[str, Any], now: datetime) -> tuple[MessageRow, DeliveryRow]:
         s1 = payload["CommonBlock"]["S1"]
-        payload["CommonBlock"]["A0"] = {"primaryRecipients": [requester]}
+        payload["CommonBlock"]["A0"] = {"primaryRecipients": [requester], "secondaryRecipients": [], "always": []}
         channel = self.lookups.catalogue.get(ANSWER_CHANNEL)
         received_at = int(now.timestamp() * 1_000_000)
         tid = ids.transaction_id(ANSWER_CHANNEL, self.dip_id, DIP_ROLE, now)

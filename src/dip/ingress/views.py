@@ -10,6 +10,7 @@ recipient's webhook refused for good (failed) or rejected, oldest first, a page 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -122,3 +123,13 @@ async def jobs(dip: Admin) -> Response:
         {"name": j.name, "lastRunAt": _at(j.last_run_at), "lastResult": j.last_result, "nextRunAt": _at(j.next_run_at),
          "runningOn": j.lease_owner if j.lease_until is not None else None}
         for j in await dip.views.jobs()]}), media_type=JSON)
+
+
+@router.post("/jobs/{name}/run", status_code=202, response_class=Response, responses={
+    202: {"description": "the job runs at the next poll of whichever node takes it (GET /admin/jobs shows it)"},
+    404: {"description": "no such job"}})
+async def run_job(name: str, dip: Admin) -> Response:
+    """Run a scheduled job now, e.g. the retention purge after a channel's retention was shortened."""
+    if not await dip.views.run_job(name, int(time.time() * 1_000_000)):
+        raise HTTPException(404, f"no job '{name}' (GET /admin/jobs lists them)")
+    return Response(status_code=202)

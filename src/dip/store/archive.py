@@ -219,4 +219,7 @@ class JobStore(Protocol):
 
     async def finish_job(self, name: str, owner: str, next_run_at: int, now: int, result: str) -> bool: ...
 
+    async def make_job_due(self, name: str, now: int) -> bool:
+        """The job runs at the next poll of any node (False: no such job)."""
+
     async def job_states(self) -> list[JobState]: ...

@@ -323,7 +323,7 @@ class SqlStore:
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
         rows = await self.db.fetch(self.q.delivery_states, sorted(set(transaction_ids)))
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows if r[5] is None]  # not a requeued replay
 
     async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
         return [DeliveryHistory._make(r) for r in await self.db.fetch(self.q.delivery_history, transaction_id)]
@@ -471,6 +471,10 @@ class SqlStore:
     async def finish_job(self, name: str, owner: str, next_run_at: int, now: int, result: str) -> bool:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.finish_job, name, owner, next_run_at, now, result) > 0
+
+    async def make_job_due(self, name: str, now: int) -> bool:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.job_due_now, name, now) > 0
 
     async def job_states(self) -> list[JobState]:
         return [JobState._make(r) for r in await self.db.fetch(self.q.job_states)]

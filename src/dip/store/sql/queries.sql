@@ -205,10 +205,11 @@ WHERE queue = $4;
 -- deliveries; its queue's watermark says it was delivered)
 
 -- name: delivery_states
--- a requeued replay is not one of them: an extra copy the recipient asked for
-SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state
-FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id AND s.replay_id IS NULL
-ORDER BY s.id;
+-- (the store leaves out requeued replays, extra copies a recipient asked for: "replay_id IS NULL"
+-- here would let PostgreSQL's generic plan, on a column it has no statistics for yet, scan every
+-- delivery instead of probing the transaction index: 4.7 s on 22 million rows)
+SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state, s.replay_id
+FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id ORDER BY s.id;
 
 -- name: delivery_history
 SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
@@ -444,6 +445,9 @@ RETURNING name;
 -- name: finish_job
 UPDATE jobs SET next_run_at = $3, last_run_at = $4, last_result = $5, lease_owner = NULL, lease_until = NULL
 WHERE name = $1 AND lease_owner = $2;
+
+-- name: job_due_now
+UPDATE jobs SET next_run_at = $2 WHERE name = $1;
 
 -- name: job_states
 SELECT name, next_run_at, lease_owner, lease_until, last_run_at, last_result FROM jobs ORDER BY name;
