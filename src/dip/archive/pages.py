@@ -9,12 +9,27 @@ serves the next page.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from dip.archive.selection import RequestProblem
 from dip.store.archive import START, ReplayPage
 
 TOKEN_SECONDS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One answer of a paged replay: 200 (the last or only page), 206 (more: ``token`` reads the
+    next) or 204 (nothing); ``body`` is the JSON array, a chunk at a time."""
+
+    status: int
+    token: str | None
+    body: AsyncIterator[bytes] | None
+
+
+NOTHING = Page(204, None, None)
 
 
 class Store(Protocol):

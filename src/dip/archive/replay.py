@@ -8,7 +8,6 @@ builds. docs/archive.md.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dip import ids
@@ -23,15 +22,6 @@ PAGE_SIZE = 50_000  # elements per answer (E2E 4.9)
 _READ_CHUNK = 1_000  # stored messages read at a time while the answer streams
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayAnswer:
-    """200 (the last or only page), 206 (more: ``token`` reads the next) or 204 (nothing)."""
-
-    status: int
-    token: str | None
-    body: AsyncIterator[bytes] | None
-
-
 def _ids(text: str | None) -> tuple[str, ...]:
     return tuple(text.split(",")) if text else ()
 
@@ -43,19 +33,19 @@ class Replay:
         self.page_size = page_size
 
     async def page(self, caller_id: str, recipient_id: str, channel: Channel, request: MessageRequest,
-                   token: str | None, now: int) -> ReplayAnswer:
+                   token: str | None, now: int) -> pages.Page:
         queue = publication_queue(recipient_id, channel.interface_id)
         digest = request.digest()
         after = await pages.resume(self.store, token, caller_id, queue, digest, now)
         selected = await self.store.select(request.selection(queue, now), after, self.page_size + 1)
         if not selected:
-            return ReplayAnswer(204, None, None)
+            return pages.NOTHING
         next_token = None
         if len(selected) > self.page_size:
             selected = selected[:self.page_size]
             last = selected[-1]
             next_token = await pages.next_page(self.store, caller_id, queue, digest, (last.accepted_at, last.id), now)
-        return ReplayAnswer(206 if next_token else 200, next_token, self._elements(channel, selected, now))
+        return pages.Page(206 if next_token else 200, next_token, self._elements(channel, selected, now))
 
     async def _elements(self, channel: Channel, selected: Sequence[Selected], now: int) -> AsyncIterator[bytes]:
         """The DIPMessageEgressArray, a chunk of elements at a time (50,000 messages are ~150 MB)."""

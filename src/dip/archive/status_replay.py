@@ -52,20 +52,13 @@ def parse_status_message_request(body: bytes) -> StatusMessageRequest:
                                 text_field(fields.get("correlationID"), "correlationID", 60))
 
 
-@dataclass(frozen=True, slots=True)
-class StatusAnswer:
-    status: int  # 200, 206 (more: token) or 204
-    token: str | None
-    body: AsyncIterator[bytes] | None
-
-
 class StatusReplay:
     def __init__(self, store: ArchiveStore, page_size: int = PAGE_SIZE) -> None:
         self.store = store
         self.page_size = page_size
 
     async def page(self, caller_id: str, participant_id: str, request: StatusMessageRequest, token: str | None,
-                   now: int) -> StatusAnswer:
+                   now: int) -> pages.Page:
         queue = status_queue(participant_id)
         digest = request.digest()
         after = await pages.resume(self.store, token, caller_id, queue, digest, now)
@@ -88,9 +81,9 @@ class StatusReplay:
             if more or len(found) < _READ_CHUNK:
                 break
         if not kept:
-            return StatusAnswer(204, None, None)
+            return pages.NOTHING
         next_token = await pages.next_page(self.store, caller_id, queue, digest, last, now) if more else None
-        return StatusAnswer(206 if more else 200, next_token, _array(kept))
+        return pages.Page(206 if more else 200, next_token, _array(kept))
 
 
     async def _transactions(self, participant_id: str, request: StatusMessageRequest) -> set[str] | None:

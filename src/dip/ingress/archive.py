@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dip.accept.level1 import Caller
+from dip.archive.pages import Page
 from dip.archive.requeue import NoWebhook
 from dip.archive.selection import MessageRequest, RequestProblem, parse_message_request
 from dip.archive.status_replay import parse_status_message_request
@@ -71,6 +72,14 @@ def _now() -> int:
     return int(time.time() * 1_000_000)
 
 
+def _paged(page: Page) -> Response:
+    """A replay's page: 204, or the array streamed with its status (and the next page's token)."""
+    if page.body is None:
+        return Response(status_code=204)
+    headers = {CONTINUATION: page.token} if page.token else None
+    return StreamingResponse(page.body, status_code=page.status, media_type=JSON, headers=headers)
+
+
 async def _small_body(request: Request) -> bytes:
     try:
         return await read_body(request, 64 * 1024)
@@ -112,10 +121,7 @@ async def replay(interface_id: str, recipient_id: str, request: Request) -> Resp
                                        request.headers.get(CONTINUATION), _now())
     except RequestProblem as exc:
         raise Refusal(400, Code.SCHEMA_FAILURE, f"400 Bad Request: {exc}", caller.principal.id) from exc
-    if answer.body is None:
-        return Response(status_code=204)
-    headers = {CONTINUATION: answer.token} if answer.token else None
-    return StreamingResponse(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
+    return _paged(answer)
 
 
 @router.post("/dip-channel/{interface_id}/requeue/{recipient_id}", response_class=Response,
@@ -180,7 +186,4 @@ async def replay_status_messages(recipient_id: str, request: Request) -> Respons
                                               request.headers.get(CONTINUATION), _now())
     except RequestProblem as exc:
         raise Refusal(400, Code.SCHEMA_FAILURE, f"400 Bad Request: {exc}", caller.principal.id) from exc
-    if answer.body is None:
-        return Response(status_code=204)
-    headers = {CONTINUATION: answer.token} if answer.token else None
-    return StreamingResponse(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
+    return _paged(answer)
