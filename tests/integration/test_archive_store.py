@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from dip.archive import pages
+from dip.archive.selection import RequestProblem
 from dip.queue import DeliveryKind, DeliveryState, publication_queue
 from dip.store import DeliveryRow, MessageRow, Store
 from dip.store.archive import START, QueuedCopy, Redrive, ReplayPage, Selection
@@ -149,3 +153,15 @@ async def test_redrive_puts_undelivered_deliveries_back_as_they_were(store: Stor
     # the failed one stays where it was; a redrive copy is not an original either
     assert [u.transaction_id for u in await store.undelivered("failed")] == [rows[3].transaction_id]
     assert await store.count_selected(everything()) == 4
+
+
+async def test_a_continuation_token_is_refused_once_expired_or_by_another_caller(store: Store) -> None:
+    token = await pages.next_page(store, SUP, Q_SUP, "digest", (NOW, 7), NOW)
+    assert await pages.resume(store, token, SUP, Q_SUP, "digest", NOW + 1) == (NOW, 7)
+    assert await pages.resume(store, None, SUP, Q_SUP, "digest", NOW) == START
+    expired = NOW + pages.TOKEN_SECONDS * 1_000_000 + 1
+    for args in ((token, SUP, Q_SUP, "digest", expired), (token, MDS, Q_SUP, "digest", NOW),
+                 (token, SUP, Q_MDS, "digest", NOW), (token, SUP, Q_SUP, "another", NOW),
+                 ("00000000-0000-0000-0000-000000000000", SUP, Q_SUP, "digest", NOW)):
+        with pytest.raises(RequestProblem, match="X-Continuation-Token"):
+            await pages.resume(store, *args)
