@@ -15,9 +15,10 @@ Per store it prints:
   while the purge runs.
 
 Messages are IF-021 [ActivePower] of 2.7 KB (24 periods) from the demo data service, to MDS
-(always) and SUP (by MPAN), spread over ``--days`` days; every tenth message
-shares a correlation ID with nine others. The deliveries stay pending (no webhooks): replay and
-search read them as they would delivered ones.
+(always) and SUP (by MPAN), spread over ``--days`` days, all delivered; every tenth message
+shares a correlation ID with nine others. PostgreSQL's archive stays in the database
+``dip_bench_archive`` (``--keep`` keeps SQLite's too), so ``python -m bench.e2e --database-url``
+can measure ingest and delivery on it beside an empty database.
 """
 
 from __future__ import annotations
@@ -118,10 +119,18 @@ async def load(store: Store, messages: int, days: int, purge_day: int, now: int)
         await store.insert_messages(rows, deliveries)
         purged += count
     seconds = time.perf_counter() - started
+    await _all_delivered(store)
     # what autovacuum does on a server that has it on (this machine's test server does not)
     for table in ("messages", "deliveries", "sender_references", "queues"):
         await store.db.refresh_statistics(table)  # type: ignore[attr-defined]
     return {"loaded": messages + purge_day, "seconds": seconds}
+
+
+async def _all_delivered(store: Store) -> None:
+    """Every delivery so far counts as delivered: a DIP started on this archive later
+    (bench.e2e --database-url) must not push the archive to its webhooks."""
+    async with store.db.transaction() as tx:  # type: ignore[attr-defined]
+        await tx.write("UPDATE queues SET delivered_through = (SELECT max(id) FROM deliveries)")
 
 
 def _percentiles(values: list[float]) -> str:
@@ -249,6 +258,16 @@ def run(store_name: str, messages: int, days: int, work: Path, reuse: bool = Fal
                    f"({'within' if seconds <= ten_k else 'over'} the 10,000-message ingest's {ten_k:.2f} s)")
         out.append(f"  ingest while purging: {statistics.median(rates) if rates else 0:,.0f} msg/s median over "
                    f"{len(rates)} batches of 1,000 (10,000 alone: {10_000 / ten_k:,.0f} msg/s)")
+
+    async def settling() -> None:  # what this run ingested is not to be pushed by a later run either
+        store = open_store(url, work)
+        await store.open()
+        try:
+            await _all_delivered(store)
+        finally:
+            await store.close()
+
+    asyncio.run(settling())
     return out
 
 
@@ -273,6 +292,8 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--messages", help="per store, comma-separated (default 2,000,000 SQLite, 10,000,000 PG)")
     parser.add_argument("--days", type=int, default=30, help="the archive spans this many days")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep SQLite's archive in ./.bench-archive/archive.sqlite3 (bench.e2e --database-url)")
     parser.add_argument("--reuse", action="store_true",
                         help="PostgreSQL: measure the archive the last run loaded (same --messages) instead of loading")
     args = parser.parse_args()
@@ -281,8 +302,14 @@ def main() -> None:
         10_000_000 if s == "postgres" else 2_000_000 for s in stores]
     print(f"archive benchmark on {machine()}; {calibration()}", flush=True)
     for store_name, messages in zip(stores, sizes, strict=True):
-        with tempfile.TemporaryDirectory(prefix="dip-archive-") as work:
-            for line in run(store_name, messages, args.days, Path(work), args.reuse):
+        if args.keep:  # the SQLite archive stays in ./.bench-archive (PostgreSQL's database always does)
+            work = Path(".bench-archive")
+            work.mkdir(exist_ok=True)
+            for line in run(store_name, messages, args.days, work, args.reuse):
+                print(line, flush=True)
+            continue
+        with tempfile.TemporaryDirectory(prefix="dip-archive-") as temporary:
+            for line in run(store_name, messages, args.days, Path(temporary), args.reuse):
                 print(line, flush=True)
 
 

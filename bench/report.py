@@ -78,7 +78,7 @@ def main() -> None:
         rates, peak = ingest.run(store, args.ingest_batches, 50_000, None)
         ingest_rows.append((store, statistics.median(rates), max(rates), peak))
     e2e_args = argparse.Namespace(rate=2000, seconds=15, batch=100, saturation_messages=60_000,
-                                  saturation_batch=10_000, soak=0, periods=48)
+                                  saturation_batch=10_000, soak=0, periods=48, database_url=None)
     e2e_rows = {store: e2e.run(store, e2e_args) for store in E2E_STORES}
     # the issue's ~2.6 KB message: the same layout with half a day of periods, saturation only
     small_args = argparse.Namespace(**{**vars(e2e_args), "seconds": 0, "periods": 24})
