@@ -278,3 +278,19 @@ def test_a_sender_fetches_its_status_messages_again(fast: RunningDip, cast: dict
                                     "datetimeTo": "2000-01-02T00:00:00+00:00"}).status_code == 204
     assert replay_status(sds, SDS, {"datetimeFrom": "2000-01-01T00:00:00+00:00"}).status_code == 400
     assert replay_status(DipClient(fast.url, cast["MDS"]), SDS, whole_day).status_code == 403
+
+
+def test_a_requeue_whose_deliveries_are_refused_for_good_ends_failed(
+        fast: RunningDip, cast: dict[str, Identity], hook: WebhookReceiver) -> None:
+    sup = DipClient(fast.url, cast["SUP"])
+    assert sup.register_webhook("IF-021", hook.url).status_code == 201
+    ids = [s["transactionID"] for s in send(fast, cast, 2)]
+    hook.wait_for(lambda calls: sum(len(c.json) for c in calls) == 2)
+    hook.always(404)  # the endpoint is gone: refused for good, not retried
+    body = requeue(sup, SUP, {"transactionIDs": ids}).json()
+    deadline = time.monotonic() + 10
+    while (status := requeue_status(sup, SUP, body["requeueId"]).json())["status"] == "Processing":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status == {"percentComplete": 100.0, "totalTransactions": 2, "processedTransactions": 2,
+                      "status": "Failed"}
