@@ -294,3 +294,20 @@ def test_a_requeue_whose_deliveries_are_refused_for_good_ends_failed(
         time.sleep(0.05)
     assert status == {"percentComplete": 100.0, "totalTransactions": 2, "processedTransactions": 2,
                       "status": "Failed"}
+
+
+def test_only_the_recipient_may_requeue_and_bad_requests_are_400(fast: RunningDip, cast: dict[str, Identity],
+                                                                 hook: WebhookReceiver) -> None:
+    sup = DipClient(fast.url, cast["SUP"])
+    assert sup.register_webhook("IF-021", hook.url).status_code == 201
+    assert requeue(DipClient(fast.url, cast["MDS"]), SUP, FROM_THE_START).status_code == 403
+    bad = requeue(sup, SUP, {"datetimeFrom": "2026-11-23T00:00:01+00:00", "datetimeTo": "2026-11-23T00:00:00+00:00"})
+    assert bad.status_code == 400 and "before" in items(bad)[0]["help"]
+    empty = requeue(sup, SUP, {"datetimeFrom": "2000-01-01T00:00:00+00:00", "datetimeTo": "2000-01-02T00:00:00+00:00"})
+    assert empty.status_code == 200 and empty.json()["totalTransactions"] == 0
+    deadline = time.monotonic() + 10  # nothing to append: completed once the appender has looked
+    while (status := requeue_status(sup, SUP, empty.json()["requeueId"]).json())["status"] == "Processing":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status == {"percentComplete": 100.0, "totalTransactions": 0, "processedTransactions": 0,
+                      "status": "Completed"}
