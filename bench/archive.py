@@ -41,7 +41,8 @@ import orjson
 from bench.common import ADMIN_KEY, PG_URL, calibration, dip_server, fresh_database, machine
 from dip import ids
 from dip.queue import DeliveryKind, publication_queue
-from dip.store import DeliveryRow, MessageRow, Store, open_store
+from dip.store import DeliveryRow, MessageRow, Store, open_store, partitions
+from dip.store.sql_store import SqlStore
 from dip.tools.client import DipClient, Identity
 from dip.tools.samples import consumption_block, mpan_core, sample_payloads
 from dip.tools.testing import AdminClient
@@ -51,6 +52,7 @@ BYTES_PER_MESSAGE = 3_000  # before indexes: the disk check's estimate
 HOT_MPAN_MESSAGES = 50_000
 REPLAY = 50_000
 SHORT_RETENTION = 30  # days: the class whose oldest day is purged
+PARTITION_DAYS = 730  # PostgreSQL: days of partitions made for each class, as after two years
 _CHUNK = 20_000
 _DAY = 86_400_000_000
 
@@ -86,8 +88,9 @@ def _rows(first: int, count: int, start: int, span: int, mpans: int, hot: int, r
                                f"S-IF-021-{SDS}-SDS-{day}-{n:x}", _correlation(n), mpan, at,
                                template[0] + mpan.encode() + template[1], "", MDS, retention_days=retention))
         deliveries.append([
-            DeliveryRow(publication_queue(MDS, "IF-021"), tid, MDS, "MDS", DeliveryKind.ALWAYS, at),
-            DeliveryRow(publication_queue(SUP, "IF-021"), tid, SUP, "SUP", DeliveryKind.SECONDARY, at),
+            DeliveryRow(publication_queue(MDS, "IF-021"), tid, MDS, "MDS", DeliveryKind.ALWAYS, at, None, retention),
+            DeliveryRow(publication_queue(SUP, "IF-021"), tid, SUP, "SUP", DeliveryKind.SECONDARY, at, None,
+                        retention),
         ])
     return rows, deliveries
 
@@ -97,6 +100,14 @@ async def load(store: Store, messages: int, days: int, purge_day: int, now: int)
     short-retention class, old enough to be purged. All delivered."""
     template = _template(random.Random(1))
     await store.add_retention_class(SHORT_RETENTION)
+    # PostgreSQL: the partitions a DIP holds after two years (empty ones too: planning and
+    # locking scale with their number), made before the load: 730 days of the 730-day class,
+    # and the short class's days back to its expired one
+    began = time.perf_counter()
+    made = await store.prepare_archive(now - (SHORT_RETENTION + 3) * _DAY, now + 3 * _DAY)
+    if isinstance(store, SqlStore) and store.db.partitioned:
+        made += await partitions.prepare(store.db, {730}, now - PARTITION_DAYS * _DAY, now)
+    partitioning = time.perf_counter() - began
     started = time.perf_counter()
     span = days * _DAY
     start = now - span
@@ -123,7 +134,7 @@ async def load(store: Store, messages: int, days: int, purge_day: int, now: int)
     # what autovacuum does on a server that has it on (this machine's test server does not)
     for table in ("messages", "deliveries", "sender_references", "queues"):
         await store.db.refresh_statistics(table)  # type: ignore[attr-defined]
-    return {"loaded": messages + purge_day, "seconds": seconds}
+    return {"loaded": messages + purge_day, "seconds": seconds, "partitions": made, "partitioning": partitioning}
 
 
 async def _all_delivered(store: Store) -> None:
@@ -231,6 +242,9 @@ def run(store_name: str, messages: int, days: int, work: Path, reuse: bool = Fal
 
         loaded = asyncio.run(loading())
         size = _size(store_name, url, work)
+        if loaded["partitions"]:
+            out.append(f"  made {loaded['partitions']:,} partitions ({PARTITION_DAYS} days of the 730-day class, "
+                       f"{SHORT_RETENTION + 6} of the short one, both tables) in {loaded['partitioning']:.0f} s")
         out.append(f"  loaded {loaded['loaded']:,} messages in {loaded['seconds']:.0f} s "
                    f"({loaded['loaded'] / loaded['seconds']:,.0f} msg/s); {size / loaded['loaded']:,.0f} bytes a "
                    "message on disk with indexes")

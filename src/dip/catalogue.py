@@ -30,6 +30,8 @@ import orjson
 from dip import ids
 from dip.exceptions import CatalogueError
 
+DEFAULT_RETENTION_DAYS = 730  # FS 5.5.7: a channel keeps its messages two years unless it says otherwise
+
 _POINTER = re.compile(r"^(/([^/~]|~[01])*)*$")
 _EVENT_CODE = re.compile(r"^\[[A-Za-z0-9-]{1,48}\]$")
 
@@ -75,7 +77,7 @@ class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
     correlation: Literal["create", "copy", "none"] = "none"
     obfuscation: dict[str, list[str]] = {}
     customBlockSchema: dict[str, Any] | None = None
-    retentionDays: int = 730
+    retentionDays: int = DEFAULT_RETENTION_DAYS
     interfaceID: str | None = None
     payloadSchemas: dict[str, dict[str, Any]] | None = None
     registryUpdates: list[RegistryUpdate] = []

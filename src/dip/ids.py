@@ -21,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 SUR_PATTERN = r"^S-((IF|REP)-)?\d{3,4}-[0-9a-fA-F]{10}-[A-Z]{3,5}-\d{8}-[a-zA-Z0-9]+$"
 SUR_MAX_LENGTH = 200
@@ -82,6 +82,21 @@ def transaction_id(interface_id: str, sender_id: str, role: str, moment: datetim
     if len(tid) > TRANSACTION_ID_MAX_LENGTH:  # a 5-letter role on REP-002A still fits; guard anyway
         raise ValueError(f"transaction ID longer than {TRANSACTION_ID_MAX_LENGTH}: {tid}")
     return tid
+
+
+_TRANSACTION_DAY = re.compile(r"-(\d{8})-[0-9a-f]+$")
+
+
+def transaction_day(transaction_id: str) -> date | None:
+    """The UTC day a transaction ID names (the day the DIP received the message), or None for an
+    ID not of the DIP's making. A hint for finding the message, never a proof."""
+    match = _TRANSACTION_DAY.search(transaction_id)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match[1], "%Y%m%d").date()
+    except ValueError:
+        return None
 
 
 def replay_transaction_ids(originals: Sequence[str], moment: datetime) -> list[str]:

@@ -81,7 +81,9 @@ class Node:
         self.redrive = Redriving(self.store, self.wake_delivery)
         self.search = Search(self.store, self.state)
         self.status_replay = StatusReplay(self.store, settings.replay_page_size)
-        self.retention = Retention(self.store, self.state)
+        self.policy = RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds,
+                                  settings.dead_letter_after_seconds)
+        self.retention = Retention(self.store, self.state, policy=self.policy)
         self.scheduler = Scheduler(self.store, new_owner(), [Job("retention", settings.retention_every_seconds,
                                                                  self._purge)], settings.jobs_poll_seconds)
 
@@ -133,7 +135,7 @@ class Node:
             lookups=self.state,
             sender=WebhookSender(self.signing_key, self.signing_cert_pem, s.webhook_timeout_seconds,
                                  public_only=s.environment != "DEV"),
-            policy=RetryPolicy(s.retry_initial_seconds, s.retry_max_seconds, s.dead_letter_after_seconds),
+            policy=self.policy,
             notices=StatusNotices(s.dip_id, s.ticket_url),
             breakers=CircuitBreakers(cool_off=min(30.0, s.retry_max_seconds)),
             max_batch=s.delivery_max_batch,

@@ -100,7 +100,8 @@ async def test_a_requeue_is_appended_by_its_lease_holder_and_reports_progress(st
     assert claim is not None and claim.id == "RQ-1" and (claim.after_at, claim.after_id) == START
     assert await store.claim_requeue("node-b", NOW, 60_000_000) is None  # leased
     found = await store.select(selection, START, 2)
-    copies = [QueuedCopy(Q_SUP, f.transaction_id, SUP, f.role, f.kind, NOW + 1, None, f"T-NEW-{i}", "RQ-1", None)
+    copies = [QueuedCopy(Q_SUP, f.transaction_id, SUP, f.role, f.kind, NOW + 1, None, f"T-NEW-{i}", "RQ-1", None,
+              f.retention_days)
               for i, f in enumerate(found)]
     assert not await store.append_requeue(claim, "node-b", copies, (found[-1].accepted_at, found[-1].id), False,
                                           NOW + 1, NOW + 1)  # not the lease holder: nothing written

@@ -49,7 +49,7 @@ def test_an_unknown_query_name_is_an_error() -> None:
 def _migrated_sqlite() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:")
     conn.execute(queries.load(translate).create_schema_migrations)
-    for _, script in migrations():
+    for _, script in migrations("sqlite"):
         for statement in statements(script):
             conn.execute(statement)
     return conn
@@ -82,7 +82,7 @@ def test_every_statement_is_valid_sqlite_once_translated() -> None:
     conn = sqlite3.connect(":memory:")
     q = queries.load(translate)
     conn.execute(q.create_schema_migrations)
-    for _, script in migrations():
+    for _, script in migrations("sqlite"):
         for statement in statements(script):
             conn.execute(statement)
     for name in q.names():

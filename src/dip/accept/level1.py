@@ -150,15 +150,16 @@ class Judge:
         if isinstance(routed, routing.RoutingError):
             return routed
         queues, interface_id, at = self.queues, self.channel.interface_id, self.received_at
+        days = self.channel.definition.retentionDays
         out = []
         for r in routed.recipients:
             queue = queues.get(r.participant_id)
             if queue is None:
                 queue = queues[r.participant_id] = publication_queue(r.participant_id, interface_id)
-            out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at))
+            out.append(DeliveryRow(queue, transaction_id, r.participant_id, r.role, r.kind, at, None, days))
         if self.internal_queue is not None and self.dip_id is not None:
             out.append(DeliveryRow(self.internal_queue, transaction_id, self.dip_id, DIP_ROLE, DeliveryKind.INTERNAL,
-                                   at))
+                                   at, None, days))
         return tuple(out), ",".join(routed.secondary_ids), ",".join(routed.always_ids)
 
     def _appointments(self, h: Header) -> tuple[AppointmentRow, ...]:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from dip import ids
-from dip.catalogue import DIP_ROLE, Catalogue
+from dip.catalogue import DEFAULT_RETENTION_DAYS, DIP_ROLE, Catalogue
 from dip.queue import DeliveryKind, publication_queue
 from dip.store.archive import Found, Narrowing
 from dip.store.base import AppointmentRow, DeliveryRow, MessageRow, PendingDelivery
@@ -165,11 +165,12 @@ class ConsumptionReplay:
         channel = self.lookups.catalogue.get(ANSWER_CHANNEL)
         received_at = int(now.timestamp() * 1_000_000)
         tid = ids.transaction_id(ANSWER_CHANNEL, self.dip_id, DIP_ROLE, now)
+        retention = channel.definition.retentionDays if channel else DEFAULT_RETENTION_DAYS
         row = MessageRow(tid, ANSWER_CHANNEL, event, "011", self.dip_id, DIP_ROLE, None, s1["senderUniqueReference"],
                          request.correlation_id, mpan or None, received_at, orjson.dumps(payload),
-                         retention_days=channel.definition.retentionDays if channel else 730)
+                         retention_days=retention)
         delivery = DeliveryRow(publication_queue(requester, ANSWER_CHANNEL), tid, requester, REQUESTER_ROLE,
-                               DeliveryKind.PRIMARY, received_at)
+                               DeliveryKind.PRIMARY, received_at, retention_days=retention)
         return row, delivery
 
 

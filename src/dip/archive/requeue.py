@@ -143,7 +143,7 @@ class RequeueAppender:
         moment = datetime.fromtimestamp(now / 1_000_000, UTC)
         new_ids = ids.replay_transaction_ids([f.transaction_id for f in found], moment)
         copies = [QueuedCopy(claim.queue, f.transaction_id, claim.recipient_id, f.role, f.kind, now, None, new_id,
-                             claim.id, None) for f, new_id in zip(found, new_ids, strict=True)]
+                             claim.id, None, f.retention_days) for f, new_id in zip(found, new_ids, strict=True)]
         done = len(found) < CHUNK
         after = (found[-1].accepted_at, found[-1].id) if found else (claim.after_at, claim.after_id)
         if not await self.store.append_requeue(claim, self.owner, copies, after, done, now + self.lease, now):

@@ -1,10 +1,13 @@
 """Retention (FS 5.5.7, E2E 4.9): each message is kept for its channel's ``retentionDays`` (as
-they were when it was accepted), then purged with every delivery of it; sender references for
-the longest retention of any channel; the bookkeeping of calls, requeues and replay pages after
-that too. The purge runs as a job (dip.jobs): on every node, done once at a time.
+they were when it was accepted), then purged, and each delivery of it likewise from when it was
+queued; sender references for the longest retention of any channel; the bookkeeping of calls,
+requeues and replay pages after that too. The purge runs as a job (dip.jobs): on every node,
+done once at a time.
 
-Each step deletes a bounded batch in one short transaction, so ingest goes on beside a purge
-(SQLite's one writer takes the batches between ingest's). docs/archive.md, "Retention".
+On PostgreSQL the archive is partitioned by retention class and day (dip.store.partitions): the
+job makes the days ahead and drops the expired ones, deleting no rows. On SQLite each step
+deletes a bounded batch in one short transaction, so ingest goes on beside a purge (its one
+writer takes the batches between ingest's). docs/archive.md, "Retention".
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dip.catalogue import Catalogue
+from dip.egress.retry import RetryPolicy
 from dip.store.archive import RetentionStore
+from dip.store.partitions import AHEAD_DAYS
 
 DAY = 86_400_000_000  # microseconds
 BATCH = 5_000
 REQUEUE_DAYS = 30  # how long a finished requeue's status can still be read
+SWEPT_DAYS = 7  # how far behind the queue reads' floor the job looks for pending deliveries
 
 
 class Lookups(Protocol):
@@ -31,6 +37,9 @@ class Purged:
     messages: dict[int, int] = field(default_factory=dict)  # by retention class (days)
     references: int = 0
     calls: int = 0
+    deliveries: int = 0
+    swept: int = 0  # pending deliveries past the dead-letter deadline no worker had dead-lettered
+    partitions: int = 0  # partitions made ahead
     requeues: int = 0
     replay_pages: int = 0
     finished: bool = True  # False: stopped at the time budget, more to do
@@ -38,28 +47,38 @@ class Purged:
     def summary(self) -> str:
         per_class = ", ".join(f"{n} of {days} days" for days, n in sorted(self.messages.items()) if n)
         return (f"messages {sum(self.messages.values())}{f' ({per_class})' if per_class else ''}, "
+                f"deliveries {self.deliveries}, dead-lettered {self.swept}, partitions made {self.partitions}, "
                 f"references {self.references}, calls {self.calls}, requeues {self.requeues}, "
                 f"replay pages {self.replay_pages}{'' if self.finished else '; more to do'}")
 
 
 class Retention:
-    def __init__(self, store: RetentionStore, lookups: Lookups, batch: int = BATCH) -> None:
+    def __init__(self, store: RetentionStore, lookups: Lookups, batch: int = BATCH,
+                 policy: RetryPolicy | None = None) -> None:
         self.store = store
         self.lookups = lookups
         self.batch = batch
+        self.policy = policy or RetryPolicy()
 
     async def purge(self, now: int, budget_seconds: float = 60.0) -> Purged:
         """Purge what is older than its retention at ``now`` (microseconds; a test may move it),
         stopping after ``budget_seconds`` (the next run goes on)."""
         stop_at = time.monotonic() + budget_seconds
         done = Purged()
+        done.partitions = await self.store.prepare_archive(now - DAY, now + AHEAD_DAYS * DAY)
+        oldest = self.policy.oldest_pending(now / 1_000_000)
+        done.swept = await self.store.sweep_stale(oldest - SWEPT_DAYS * DAY, oldest, now)
         classes = set(await self.store.retention_classes())
         classes.update(c.definition.retentionDays for c in self.lookups.catalogue.channels.values())
         for days in sorted(classes):
             before = now - days * DAY
             total = 0
-            while (n := await self.store.purge_expired(days, before, self.batch)) > 0:
-                total += n
+            while True:
+                messages, deliveries = await self.store.purge_expired(days, before, self.batch)
+                total += messages
+                done.deliveries += deliveries
+                if not messages and not deliveries:
+                    break
                 if time.monotonic() > stop_at:
                     done.finished = False
                     break

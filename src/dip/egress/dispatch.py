@@ -96,7 +96,8 @@ class Dispatcher:
             # nowhere to send yet: dead-letter what is too old and look again later; not a failed
             # attempt, so the first call after a registration is not held back by a long backoff
             # (a registration also makes the recipient's queues due at once)
-            pending = await ctx.queues.pending(claim.queue, _NO_WEBHOOK_FETCH, ctx.messages)
+            pending = await ctx.queues.pending(claim.queue, _NO_WEBHOOK_FETCH, ctx.messages,
+                                               ctx.policy.oldest_pending(now))
             settlements, relay = self._dead_letters(claim, pending, now, is_status)
             next_at = now + min(ctx.policy.max_delay, _NO_WEBHOOK_RECHECK)
             await self._settle(claim, settlements, _micros(next_at), claim.retries, relay)
@@ -108,9 +109,13 @@ class Dispatcher:
         # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
         # little and the next one starts sooner (fetch, build and settle scale with the batch)
         started = time.perf_counter()
-        pending = await ctx.queues.pending(claim.queue, min(hook.max_message_count, ctx.max_batch), ctx.messages)
+        pending = await ctx.queues.pending(claim.queue, min(hook.max_message_count, ctx.max_batch), ctx.messages,
+                                           ctx.policy.oldest_pending(now))
         fetched = time.perf_counter()
         settlements, relay = self._dead_letters(claim, pending, now, is_status)
+        if not is_status:
+            expired = {st.id for st in settlements}
+            settlements += self._purged([p for p in pending if p.id not in expired])
         dead = {st.id for st in settlements}
         alive = [p for p in pending if p.id not in dead]
         if not alive:
@@ -132,7 +137,7 @@ class Dispatcher:
     async def _answer(self, claim: Claim, handler: InternalHandler, now: float) -> None:
         """The DIP answers its own queue's messages: done (delivered), or tried again later."""
         ctx = self.ctx
-        pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages)
+        pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages, ctx.policy.oldest_pending(now))
         if not pending:
             await self._settle(claim, [], _micros(), 0, [])
             return
@@ -173,6 +178,14 @@ class Dispatcher:
         return ([Settlement(p.id, dead.state, None, "not delivered in time: dead-lettered") for p in expired],
                 [self._notice(dead, p, claim, is_status, why) for p in expired])
 
+    @staticmethod
+    def _purged(pending: Sequence[PendingDelivery]) -> list[Settlement]:
+        """Copies (requeued, redriven) whose message the retention purge took before they went:
+        failed, with nothing to send. A copy is kept from when it was queued, its message from
+        when it was received (docs/archive.md, "Retention")."""
+        return [Settlement(p.id, DeliveryState.FAILED, None, "its message was purged from the archive")
+                for p in pending if p.payload is None]
+
     def _outcome(self, claim: Claim, batch: Sequence[PendingDelivery], result: CallResult, now: float,
                  is_status: bool) -> tuple[list[Settlement], list[DeliveryRow | None], int, int]:
         """The settlements and status messages of a call's answer, and when the queue goes next
@@ -202,7 +215,10 @@ class Dispatcher:
     async def _settle(self, claim: Claim, settlements: list[Settlement], next_at: int, retries: int,
                       relay: Sequence[DeliveryRow | None]) -> None:
         rows = [r for r in relay if r is not None]
-        if not await self.ctx.queues.settle(claim.queue, self.owner, settlements, next_at, retries, rows, _micros()):
+        # the deliveries were read a call ago with the floor of then: a day's slack covers any call
+        since = self.ctx.policy.oldest_pending(time.time() - 86_400)
+        if not await self.ctx.queues.settle(claim.queue, self.owner, settlements, next_at, retries, rows, _micros(),
+                                            since):
             log.warning("lost the lease on %s before settling; another node will repeat the call", claim.queue)
         elif rows:
             self._wake()

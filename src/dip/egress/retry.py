@@ -23,6 +23,9 @@ from dataclasses import dataclass
 _JITTER = random.Random()
 
 
+PENDING_MARGIN = 2 * 86_400.0  # seconds past the dead-letter deadline a queue read still looks
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     initial_delay: float = 1.0
@@ -55,6 +58,13 @@ class RetryPolicy:
 
     def dead_lettered(self, now: float, accepted_at: float) -> bool:
         return now >= accepted_at + self.dead_letter_after
+
+    def oldest_pending(self, now: float) -> int:
+        """The oldest a pending delivery can be (microseconds): the dead-letter deadline and a
+        margin, as delivery dead-letters what passed it whenever it reads a queue. Queue reads look
+        no further back (on PostgreSQL: no older day partitions); the retention job dead-letters
+        what a long outage left behind it."""
+        return int((now - self.dead_letter_after - PENDING_MARGIN) * 1_000_000)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -77,8 +77,9 @@ class DeliveryWorker:
             claims: list[Claim] = []
             if free > 0:
                 try:
-                    claims = await self.ctx.queues.claim(self.owner, int(time.time() * 1e6),
-                                                         int(self.lease_seconds * 1e6), free)
+                    now = time.time()
+                    claims = await self.ctx.queues.claim(self.owner, int(now * 1e6), int(self.lease_seconds * 1e6),
+                                                         free, self.ctx.policy.oldest_pending(now))
                 except StoreError as exc:  # the database is away (restart, failover): keep polling
                     log.warning("could not claim delivery queues: %s", exc)
                 except Exception:

@@ -37,6 +37,7 @@ class Selected(NamedTuple):
     transaction_id: str
     role: str  # the role the recipient had it in: decides what is masked
     kind: str  # a DeliveryKind
+    retention_days: int  # its message's
 
 
 class QueuedCopy(NamedTuple):
@@ -52,6 +53,7 @@ class QueuedCopy(NamedTuple):
     replay_id: str | None  # a requeued replay's new transaction ID
     requeue_id: str | None
     redrive_of: int | None  # the delivery a redriven copy stands in for
+    retention_days: int  # its message's: kept that long from accepted_at
 
 
 class ReplayPage(NamedTuple):
@@ -196,9 +198,20 @@ class RetentionStore(Protocol):
 
     async def add_retention_class(self, days: int) -> None: ...
 
-    async def purge_expired(self, days: int, before: int, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest messages of retention class ``days`` accepted before
-        ``before``, with every delivery of them, in one transaction; how many."""
+    async def prepare_archive(self, start: int, end: int) -> int:
+        """Where the archive is partitioned (PostgreSQL): every class's partitions for the days
+        from ``start`` to ``end``, and the rows a default partition caught moved into theirs;
+        how many partitions were made (0 where there are none)."""
+
+    async def purge_expired(self, days: int, before: int, limit: int) -> tuple[int, int]:
+        """Purge the messages and deliveries of retention class ``days`` from before ``before``
+        (each by its own time); how many of each. Partitioned (PostgreSQL): drops every day
+        partition that ended by ``before``, deleting no row. Else up to ``limit`` of each, the
+        oldest, in one transaction: called again while there is more."""
+
+    async def sweep_stale(self, start: int, end: int, now: int) -> int:
+        """Dead-letter the pending deliveries queued from ``start`` to ``end`` that no worker did
+        (RetryPolicy.oldest_pending); how many."""
 
     async def purge_references(self, before: int, limit: int) -> int:
         """Delete about ``limit`` of the oldest sender references taken before ``before``; how many."""

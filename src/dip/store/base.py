@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from dip.catalogue import DEFAULT_RETENTION_DAYS
 from dip.queue import DeliveryState
 from dip.store.archive import ArchiveStore, JobStore, RetentionStore
 
@@ -50,6 +51,8 @@ class DeliveryRow(NamedTuple):
     kind: str  # a DeliveryKind
     accepted_at: int  # microseconds since the epoch: the dead-letter clock starts here
     body: bytes | None = None  # status messages carry their StandardResponseBodyType JSON
+    # kept this long from accepted_at: its message's retention (status messages: the default)
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
 
 class Claim(NamedTuple):
@@ -152,7 +155,7 @@ class MessageRow(NamedTuple):
     a0_always: str = ""  # the always recipients (A0.always), comma-separated
     common_start: int | None = None  # the CommonBlock object is payload[common_start:common_end]
     common_end: int | None = None
-    retention_days: int = 730  # the channel's retentionDays when it was accepted: kept that long
+    retention_days: int = DEFAULT_RETENTION_DAYS  # the channel's retentionDays when it was accepted: kept that long
 
 
 class MessageBatch(Protocol):
@@ -272,20 +275,23 @@ class QueueStore(Protocol):
     async def make_due(self, recipient_id: str, now: int) -> None:
         """The recipient's queues that are not backing off become due at ``now`` (a webhook was registered)."""
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
-        """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries.
+    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
+        """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries
+        (queued since ``since``, when given: RetryPolicy.oldest_pending).
 
         Two owners never hold the same queue: on PostgreSQL the rows are taken with
         ``FOR UPDATE SKIP LOCKED``; SQLite has one writer.
         """
 
-    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
-        """The queue's next pending deliveries, oldest first, with their stored messages (taken
-        from ``cache`` when there, and added to it when read)."""
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
+                      since: int | None = None) -> list[PendingDelivery]:
+        """The queue's next pending deliveries (queued since ``since``), oldest first, with their
+        stored messages (taken from ``cache`` when there, and added to it when read)."""
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
         """Record a call's outcome, enqueue ``relay`` (status messages) and release the lease, atomically.
+        The settled deliveries were queued since ``since``.
 
         Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
         """

@@ -65,6 +65,9 @@ class Database(Reader, Protocol):
     # writer for the whole database, so a batch is checked first and written in one short
     # transaction at the end (SQLite).
     concurrent_writers: bool
+    # True: the archive's tables are partitioned by retention class and day (PostgreSQL,
+    # dip.store.partitions), so a purge drops partitions and lookups pass the day they know
+    partitioned: bool
 
     def translate(self, sql: str) -> str:
         """A statement of sql/queries.sql (PostgreSQL's SQL) in this dialect."""

@@ -86,15 +86,16 @@ class InMemoryQueues:
             if q.recipient_id == recipient_id and q.retries == 0 and q.next_attempt_at > now:
                 q.next_attempt_at = now
 
-    def _pending(self, queue: str) -> list[_Delivery]:
+    def _pending(self, queue: str, since: int | None = None) -> list[_Delivery]:
         mark = self.queues[queue].delivered_through
         return [d for d in self.deliveries
-                if d.row.queue == queue and d.state == DeliveryState.PENDING and d.id > mark]
+                if d.row.queue == queue and d.state == DeliveryState.PENDING and d.id > mark
+                and (since is None or d.row.accepted_at >= since)]
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
         due = sorted((q.next_attempt_at, name) for name, q in self.queues.items()
                      if q.next_attempt_at <= now and (q.lease_until is None or q.lease_until < now)
-                     and self._pending(name))
+                     and self._pending(name, since))
         claims = []
         for _, name in due[:limit]:
             q = self.queues[name]
@@ -102,9 +103,10 @@ class InMemoryQueues:
             claims.append(Claim(name, q.recipient_id, q.interface_id, q.retries))
         return claims
 
-    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
+                      since: int | None = None) -> list[PendingDelivery]:
         out = []
-        for d in self._pending(queue)[:limit]:
+        for d in self._pending(queue, since)[:limit]:
             r = d.row
             m = self.messages.get(r.transaction_id) if r.kind != DeliveryKind.STATUS else None
             out.append(PendingDelivery._make((
@@ -113,7 +115,7 @@ class InMemoryQueues:
         return out
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
         q = self.queues[queue]
         if q.lease_owner != owner:
             return False

@@ -1,6 +1,8 @@
 """Numbered SQL migrations (``migrations/NNNN_name.sql``), one file each, in PostgreSQL's SQL.
 
-SQLite runs them translated (dip.store.sqlite.statements). Each is applied in a transaction of
+SQLite runs them translated (dip.store.sqlite.statements). A migration named
+``NNNN_name.postgres.sql`` changes only how PostgreSQL stores what both have (partitions): SQLite
+records its version and runs nothing. Each is applied in a transaction of
 its own and recorded in ``schema_migrations``; nodes starting together take the dialect's
 migration lock, and each transaction looks again whether its migration was applied meanwhile.
 """
@@ -12,15 +14,19 @@ from importlib import resources
 from dip.store.connector import Database
 from dip.store.queries import Queries
 
+POSTGRES_ONLY = ".postgres.sql"
 
-def migrations() -> list[tuple[int, str]]:
-    """(version, SQL) pairs, in order."""
+
+def migrations(dialect: str = "postgres") -> list[tuple[int, str]]:
+    """(version, SQL) pairs for ``dialect``, in order (an empty script where it has nothing to do)."""
     folder = resources.files("dip.store").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         name = entry.name
         if name.endswith(".sql"):
-            found.append((int(name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+            sql = entry.read_text(encoding="utf-8")
+            found.append((int(name.split("_", 1)[0]), "" if name.endswith(POSTGRES_ONLY) and dialect != "postgres"
+                          else sql))
     return sorted(found)
 
 
@@ -31,13 +37,14 @@ async def migrate(db: Database, q: Queries) -> list[int]:
         async with db.transaction() as tx:
             await tx.write(q.create_schema_migrations)
             done = {int(r[0]) for r in await tx.fetch(q.applied_migrations)}
-        for version, sql in migrations():
+        for version, sql in migrations(db.dialect):
             if version in done:
                 continue
             async with db.transaction() as tx:
                 if await tx.fetchval(q.migration_applied, version) is not None:
                     continue  # another node was quicker
-                await tx.run_script(sql)
+                if sql:
+                    await tx.run_script(sql)
                 await tx.write(q.record_migration, version)
             applied.append(version)
     return applied

@@ -66,6 +66,7 @@ class _Reads(abc.ABC):
 class PostgresDatabase(_Reads):
     dialect = "postgres"
     concurrent_writers = True
+    partitioned = True
 
     def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url

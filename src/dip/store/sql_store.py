@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from dip import ids
 from dip.exceptions import UniqueViolation
 from dip.queue import UNDELIVERED, DeliveryState, queue_interface
+from dip.store import partitions
 from dip.store.archive import (
     SEARCH_DRIVERS,
     START,
@@ -45,20 +48,30 @@ from dip.store.base import (
     WebhookRow,
     by_outcome,
 )
-from dip.store.connector import Connection, Database, Reader
+from dip.store.connector import Connection, Database, Reader, Row
 from dip.store.message_cache import MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrate
 from dip.store.queries import Queries, load
 from dip.store.reports import DeliveryHistory, QueueState, Undelivered
 
 MESSAGE_COLUMNS = MessageRow._fields
-DELIVERY_COLUMNS = ("queue", "transaction_id", "recipient_id", "role", "kind", "accepted_at", "body")
+DELIVERY_COLUMNS = DeliveryRow._fields
 COPY_COLUMNS = QueuedCopy._fields
 REFERENCE_COLUMNS = ("sender_id", "sur", "transaction_id", "received_at")
 APPOINTMENT_COLUMNS = ("mpan", "role", "effective_from", "participant_id", "effective_to", "seq")
 DELIVERIES = "dip_deliveries"  # the channel nodes are told on when deliveries are committed
 STATE = "dip_state"  # ... and when the shared state (participants, channels, ...) changed
 _INSERT_ATTEMPTS = 5  # insert_messages: concurrent batches racing for one reference
+ALL_TIME = (-(2**62), 2**62)  # a time range (microseconds) that bounds nothing
+
+
+def _now() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def _days_around(now: int) -> tuple[int, int]:
+    """The days whose partitions should be there by ``now``: yesterday to a few days ahead."""
+    return now - partitions.DAY, now + partitions.AHEAD_DAYS * partitions.DAY
 
 
 class SqlStore:
@@ -72,9 +85,37 @@ class SqlStore:
         await self.db.open()
         try:
             await migrate(self.db, self.q)
+            await self.prepare_archive(*_days_around(_now()))
         except BaseException:
             await self.db.close()
             raise
+
+    # -- where a transaction ID's rows lie -------------------------------------------------------
+
+    def _received(self, transaction_ids: Sequence[str]) -> tuple[int, int]:
+        """When messages with these IDs were received, as far as their IDs tell (the DIP names
+        the day it received a message in its ID): bounds that let PostgreSQL read only those
+        days' partitions. All time where the archive is not partitioned, or an ID names no day.
+        A hint: a lookup that misses with it looks again over all time (``_hinted``)."""
+        if not self.db.partitioned or not transaction_ids:
+            return ALL_TIME
+        days = [ids.transaction_day(t) for t in transaction_ids]
+        if any(d is None for d in days):
+            return ALL_TIME
+        known = [d for d in days if d is not None]
+        return partitions.start_of(min(known)), partitions.start_of(max(known)) + partitions.DAY
+
+    async def _hinted(self, sql: str, transaction_ids: list[str], until: bool = True) -> list[Row]:
+        """Rows of ``sql`` (whose first column is the transaction ID; its parameters: the IDs,
+        the time from which, and with ``until`` the time until which), read first within the days
+        the IDs name, then over all time for the IDs that found nothing."""
+        low, high = self._received(transaction_ids)
+        rows = await self.db.fetch(sql, transaction_ids, low, *((high,) if until else ()))
+        if (low, high) != ALL_TIME:
+            missed = sorted(set(transaction_ids) - {r[0] for r in rows})
+            if missed:
+                rows += await self.db.fetch(sql, missed, ALL_TIME[0], *((ALL_TIME[1],) if until else ()))
+        return rows
 
     async def close(self) -> None:
         await self.db.close()
@@ -224,14 +265,17 @@ class SqlStore:
         raise AssertionError("unreachable")
 
     async def get_message(self, transaction_id: str) -> MessageRow | None:
-        row = await self.db.fetchrow(self.q.message, transaction_id)
+        low, high = self._received([transaction_id])
+        row = await self.db.fetchrow(self.q.message, transaction_id, low, high)
+        if row is None and (low, high) != ALL_TIME:
+            row = await self.db.fetchrow(self.q.message, transaction_id, *ALL_TIME)
         return None if row is None else MessageRow._make((*row[:11], bytes(row[11]), *row[12:]))
 
     async def count_messages(self) -> int:
         return int(await self.db.fetchval(self.q.count_messages))
 
     async def senders(self, transaction_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        rows = await self.db.fetch(self.q.senders, sorted(set(transaction_ids)))
+        rows = await self._hinted(self.q.senders, sorted(set(transaction_ids)))
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- the MPAN registry ------------------------------------------------------------------------
@@ -289,19 +333,22 @@ class SqlStore:
             await tx.write(self.q.make_due, now, recipient_id)
             await tx.notify(DELIVERIES)
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
         async with self.db.transaction() as tx:
-            return [Claim._make(r) for r in await tx.fetch(self.q.claim, owner, now + lease, now, limit)]
+            rows = await tx.fetch(self.q.claim, owner, now + lease, now, limit, ALL_TIME[0] if since is None else since)
+        return [Claim._make(r) for r in rows]
 
-    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None) -> list[PendingDelivery]:
-        return await pending_from(await self.db.fetch(self.q.pending, queue, limit), self.stored_messages, cache)
+    async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
+                      since: int | None = None) -> list[PendingDelivery]:
+        rows = await self.db.fetch(self.q.pending, queue, limit, ALL_TIME[0] if since is None else since)
+        return await pending_from(rows, self.stored_messages, cache)
 
     async def stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
-        rows = await self.db.fetch(self.q.stored_messages, transaction_ids)
+        rows = await self._hinted(self.q.stored_messages, transaction_ids)
         return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
         q = self.q
         async with self.db.transaction() as tx:
             if await tx.fetchval(q.lease_holder, queue) != owner:
@@ -309,7 +356,8 @@ class SqlStore:
             written, runs = by_outcome(settlements)
             for (state, status, error), ids in written.items():
                 done_at = None if state == DeliveryState.PENDING else now
-                await tx.write(q.settle_deliveries, state, status, error, done_at, ids)
+                await tx.write(q.settle_deliveries, state, status, error, done_at, ids,
+                               ALL_TIME[0] if since is None else since)
             if runs:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
@@ -322,11 +370,15 @@ class SqlStore:
     # -- what became of messages --------------------------------------------------------------------
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]:
-        rows = await self.db.fetch(self.q.delivery_states, sorted(set(transaction_ids)))
+        rows = await self._hinted(self.q.delivery_states, sorted(set(transaction_ids)), until=False)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows if r[5] is None]  # not a requeued replay
 
     async def delivery_history(self, transaction_id: str) -> list[DeliveryHistory]:
-        return [DeliveryHistory._make(r) for r in await self.db.fetch(self.q.delivery_history, transaction_id)]
+        low = self._received([transaction_id])[0]
+        rows = await self.db.fetch(self.q.delivery_history, transaction_id, low)
+        if not rows and low != ALL_TIME[0]:
+            rows = await self.db.fetch(self.q.delivery_history, transaction_id, ALL_TIME[0])
+        return [DeliveryHistory._make(r) for r in rows]
 
     async def queue_overview(self, recipient_id: str | None = None) -> list[QueueState]:
         return [QueueState._make(r) for r in await self.db.fetch(self.q.queue_overview, recipient_id)]
@@ -411,7 +463,7 @@ class SqlStore:
             row = await r.fetchrow(self.q.requeue, requeue_id)
             if row is None:
                 return None
-            progress = await r.fetchrow(self.q.requeue_progress, requeue_id)
+            progress = await r.fetchrow(self.q.requeue_progress, requeue_id, row[4])  # queued since it was made
         assert progress is not None
         return RequeueState(row[0], int(row[1]), int(row[2]), bool(row[3]), *(int(v) for v in progress))
 
@@ -422,8 +474,8 @@ class SqlStore:
                                    r.start, r.end, limit)
             if not found:
                 return 0
-            await tx.write(self.q.mark_redriven, now, [f[0] for f in found])
-            await self._enqueue(tx, [QueuedCopy(f[1], f[2], f[3], f[4], f[5], now, f[6], f[7], f[8], f[0])
+            await tx.write(self.q.mark_redriven, now, [f[0] for f in found], r.start, r.end)
+            await self._enqueue(tx, [QueuedCopy(f[1], f[2], f[3], f[4], f[5], now, f[6], f[7], f[8], f[0], f[9])
                                      for f in found], now)
         return len(found)
 
@@ -436,14 +488,29 @@ class SqlStore:
     async def add_retention_class(self, days: int) -> None:
         async with self.db.transaction() as tx:
             await tx.write(self.q.add_retention_class, days)
+        if self.db.partitioned:  # its partitions before its first message
+            start, end = _days_around(_now())
+            await partitions.prepare(self.db, {days}, start, end)
 
-    async def purge_expired(self, days: int, before: int, limit: int) -> int:
+    async def prepare_archive(self, start: int, end: int) -> int:
+        if not self.db.partitioned:
+            return 0
+        return await partitions.prepare(self.db, set(await self.retention_classes()), start, end)
+
+    async def purge_expired(self, days: int, before: int, limit: int) -> tuple[int, int]:
+        if self.db.partitioned:  # every expired day at once, partition by partition: no row is deleted
+            purged = {table: 0 for table in partitions.TABLES}
+            for name, _ in await partitions.expired(self.db, days, before):
+                purged[name.split("_", 1)[0]] += max(0, await partitions.drop(self.db, name))
+            return purged["messages"], purged["deliveries"]
         async with self.db.transaction() as tx:
-            expired = [r[0] for r in await tx.fetch(self.q.expired_messages, days, before, limit)]
-            if expired:
-                await tx.write(self.q.purge_deliveries, expired)
-                await tx.write(self.q.purge_messages, expired)
-        return len(expired)
+            messages = await tx.execute(self.q.purge_messages, days, before, limit)
+            deliveries = await tx.execute(self.q.purge_deliveries, days, before, limit)
+        return messages, deliveries
+
+    async def sweep_stale(self, start: int, end: int, now: int) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.sweep_stale, start, end, now)
 
     async def _purge_up_to(self, horizon_sql: str, purge_sql: str, before: int, limit: int) -> int:
         async with self.db.transaction() as tx:

@@ -124,6 +124,7 @@ class _Reads(abc.ABC):
 class SqliteDatabase(_Reads):
     dialect = "sqlite"
     concurrent_writers = False
+    partitioned = False
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -116,21 +116,24 @@ SELECT r.sur FROM unnest($2::text[]) AS b(sur) CROSS JOIN sender_references r WH
 -- name: message
 SELECT transaction_id, interface_id, event_code, schema_version, sender_id, sender_role, dcp_id, sur,
        correlation_id, mpan, received_at, payload, a0_secondary, a0_always, common_start, common_end, retention_days
-FROM messages WHERE transaction_id = $1;
+FROM messages WHERE transaction_id = $1 AND received_at >= $2 AND received_at < $3;
 
 -- name: count_messages
 SELECT count(*) FROM messages;
 
 -- name: senders
--- $1 holds no transaction ID twice (as every list parameter here)
+-- $1 holds no transaction ID twice (as every list parameter here); received from $2 to $3
 SELECT m.transaction_id, m.sender_id, m.correlation_id
-FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m WHERE m.transaction_id = b.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m
+WHERE m.transaction_id = b.id AND m.received_at >= $2 AND m.received_at < $3;
 
 -- name: stored_messages
--- what delivery needs of the stored messages a queue's next call carries (message_cache.StoredMessage)
+-- what delivery needs of the stored messages a queue's next call carries (message_cache.StoredMessage),
+-- received from $2 to $3 (SqlStore._received: the days their IDs name, else all time)
 SELECT m.transaction_id, m.payload, m.correlation_id, m.received_at, m.a0_secondary, m.a0_always, m.common_start,
        m.common_end
-FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m WHERE m.transaction_id = b.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN messages m
+WHERE m.transaction_id = b.id AND m.received_at >= $2 AND m.received_at < $3;
 
 -- ---------------------------------------------------------------------------------------
 -- The MPAN registry
@@ -169,27 +172,32 @@ UPDATE queues SET next_attempt_at = $1 WHERE recipient_id = $2 AND retries = 0 A
 
 -- name: claim
 -- a scalar subquery, not EXISTS: EXISTS may be planned as a join that reads every delivery of
--- the queue; this probes the (queue, id) index once per due queue
+-- the queue; this probes the (queue, id) index once per due queue. A pending delivery is never
+-- older than $5 (the dead-letter deadline and a margin: dip.egress.retry): on PostgreSQL that
+-- keeps the probe to the days since.
 UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN (
     SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
-    AND (SELECT d.id FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending'
+    AND (SELECT d.id FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending' AND d.accepted_at >= $5
          AND d.id > queues.delivered_through ORDER BY d.id LIMIT 1) IS NOT NULL
     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
 RETURNING queue, recipient_id, interface_id, retries;
 
 -- name: pending
--- a queue's next deliveries, above its watermark (the stored messages are read apart: stored_messages)
+-- a queue's next deliveries, above its watermark, queued since $3 (as in claim; the stored
+-- messages are read apart: stored_messages)
 SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body, d.replay_id
 FROM deliveries d
-WHERE d.queue = $1 AND d.state = 'pending' AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1)
+WHERE d.queue = $1 AND d.state = 'pending' AND d.accepted_at >= $3
+  AND d.id > (SELECT delivered_through FROM queues WHERE queue = $1)
 ORDER BY d.id LIMIT $2;
 
 -- name: lease_holder
 SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE;
 
 -- name: settle_deliveries
+-- deliveries a queue's pending read returned: queued since $6, as there
 UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3, done_at = $4
-FROM unnest($5::bigint[]) AS b(id) WHERE deliveries.id = b.id;
+FROM unnest($5::bigint[]) AS b(id) WHERE deliveries.id = b.id AND deliveries.accepted_at >= $6;
 
 -- name: record_call
 INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)
@@ -207,13 +215,15 @@ WHERE queue = $4;
 -- name: delivery_states
 -- (the store leaves out requeued replays, extra copies a recipient asked for: "replay_id IS NULL"
 -- here would let PostgreSQL's generic plan, on a column it has no statistics for yet, scan every
--- delivery instead of probing the transaction index: 4.7 s on 22 million rows)
+-- delivery instead of probing the transaction index: 4.7 s on 22 million rows). A message's
+-- deliveries are queued when it is received or later: since $2.
 SELECT s.transaction_id, s.recipient_id, s.role, s.kind, s.state, s.replay_id
-FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id ORDER BY s.id;
+FROM unnest($1::text[]) AS b(id) CROSS JOIN delivery_status s WHERE s.transaction_id = b.id AND s.accepted_at >= $2
+ORDER BY s.id;
 
 -- name: delivery_history
 SELECT recipient_id, role, kind, state, attempts, accepted_at, done_at, last_status, last_error
-FROM delivery_status WHERE transaction_id = $1 ORDER BY id;
+FROM delivery_status WHERE transaction_id = $1 AND accepted_at >= $2 ORDER BY id;
 
 -- name: queue_overview
 -- every queue (or one recipient's: $1) with its backlog, counted on the pending index, and its head
@@ -248,16 +258,19 @@ ORDER BY d.id LIMIT $5;
 -- original's accepted_at is its message's received_at. The three statements differ only in
 -- what drives them: the queue's archive index, the MPAN's index, or a list of transaction IDs;
 -- where another drives, "d.queue || ''" keeps SQLite from reading the queue's whole range (with
--- no statistics it rates (queue, accepted_at) above the transaction ID's index).
+-- no statistics it rates (queue, accepted_at) above the transaction ID's index). Each statement
+-- bounds both tables' times, and joins an original to its message on the time too: PostgreSQL
+-- then reads only the days in range, and for each row only its day.
 
 -- name: _selected
-SELECT d.id, d.accepted_at, d.transaction_id, d.role, d.kind
+SELECT d.id, d.accepted_at, d.transaction_id, d.role, d.kind, d.retention_days
 
 -- name: _selection_by_time
 {_selected}
-FROM deliveries d JOIN messages m ON m.transaction_id = d.transaction_id
+FROM deliveries d JOIN messages m ON m.transaction_id = d.transaction_id AND m.received_at = d.accepted_at
 WHERE d.queue = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
   AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND (d.accepted_at, d.id) > ($2, $3)
+  AND m.received_at >= $4 AND m.received_at <= $5
   AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7)
   AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
 ORDER BY d.accepted_at, d.id LIMIT $9;
@@ -266,15 +279,17 @@ ORDER BY d.accepted_at, d.id LIMIT $9;
 {_selected}
 FROM messages m CROSS JOIN deliveries d
 WHERE m.mpan = $7 AND m.received_at >= $4 AND m.received_at <= $5 AND d.transaction_id = m.transaction_id
-  AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL AND (d.accepted_at, d.id) > ($2, $3)
+  AND d.accepted_at = m.received_at AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL AND (d.accepted_at, d.id) > ($2, $3)
   AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
 ORDER BY d.accepted_at, d.id LIMIT $9;
 
 -- name: _selection_by_ids
 {_selected}
 FROM unnest($10::text[]) AS b(id) CROSS JOIN deliveries d CROSS JOIN messages m
-WHERE d.transaction_id = b.id AND m.transaction_id = d.transaction_id AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
+WHERE d.transaction_id = b.id AND m.transaction_id = d.transaction_id AND m.received_at = d.accepted_at
+  AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
   AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND (d.accepted_at, d.id) > ($2, $3)
+  AND m.received_at >= $4 AND m.received_at <= $5
   AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7)
   AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
 ORDER BY d.accepted_at, d.id LIMIT $9;
@@ -314,7 +329,7 @@ FROM messages m
   AND (CAST($9 AS TEXT) IS NULL OR (m.sender_id = $10 AND m.sur = $9))
   AND (CAST($11 AS TEXT) IS NULL OR m.sender_id = $11 OR m.dcp_id = $11
        OR EXISTS (SELECT 1 FROM deliveries d WHERE d.transaction_id = m.transaction_id AND d.recipient_id = $11
-                  AND d.kind <> 'status'))
+                  AND d.accepted_at = m.received_at AND d.kind <> 'status'))
 ORDER BY m.received_at, m.transaction_id LIMIT $12
 
 -- name: search_by_transaction
@@ -370,7 +385,7 @@ UPDATE requeues SET appended = appended + $3, after_at = $4, after_id = $5, done
 WHERE id = $1 AND lease_owner = $2;
 
 -- name: requeue
-SELECT queue, total, appended, done FROM requeues WHERE id = $1;
+SELECT queue, total, appended, done, created_at FROM requeues WHERE id = $1;
 
 -- name: requeue_progress
 -- of a requeue's deliveries: how many there are, how many are settled (the watermark delivers
@@ -379,12 +394,14 @@ SELECT queue, total, appended, done FROM requeues WHERE id = $1;
 SELECT count(*),
        coalesce(sum(CASE WHEN d.state <> 'pending' OR d.id <= q.delivered_through THEN 1 ELSE 0 END), 0),
        coalesce(sum(CASE WHEN d.state IN ('dead', 'failed') THEN 1 ELSE 0 END), 0)
-FROM deliveries d JOIN queues q ON q.queue = d.queue WHERE d.requeue_id = $1 AND d.state <> 'redriven';
+FROM deliveries d JOIN queues q ON q.queue = d.queue
+WHERE d.requeue_id = $1 AND d.state <> 'redriven' AND d.accepted_at >= $2;
 
 -- name: redrive_candidates
 -- undelivered deliveries in the given states ($1), optionally one recipient's ($2), one channel's
 -- ($3), accepted from $4 to $5, oldest first; $6 at most
-SELECT d.id, d.queue, d.transaction_id, d.recipient_id, d.role, d.kind, d.body, d.replay_id, d.requeue_id
+SELECT d.id, d.queue, d.transaction_id, d.recipient_id, d.role, d.kind, d.body, d.replay_id, d.requeue_id,
+       d.retention_days
 FROM unnest($1::text[]) AS b(state) CROSS JOIN deliveries d JOIN queues q ON q.queue = d.queue
 WHERE d.state = b.state AND d.state IN ('dead', 'failed', 'rejected')
   AND (CAST($2 AS TEXT) IS NULL OR d.recipient_id = $2) AND (CAST($3 AS TEXT) IS NULL OR q.interface_id = $3)
@@ -392,7 +409,9 @@ WHERE d.state = b.state AND d.state IN ('dead', 'failed', 'rejected')
 ORDER BY d.id LIMIT $6;
 
 -- name: mark_redriven
-UPDATE deliveries SET state = 'redriven', done_at = $1 FROM unnest($2::bigint[]) AS b(id) WHERE deliveries.id = b.id;
+-- candidates accepted from $3 to $4
+UPDATE deliveries SET state = 'redriven', done_at = $1 FROM unnest($2::bigint[]) AS b(id)
+WHERE deliveries.id = b.id AND deliveries.accepted_at >= $3 AND deliveries.accepted_at <= $4;
 
 -- ---------------------------------------------------------------------------------------
 -- Retention: the purge (dip.archive.retention) and the jobs that run it
@@ -403,17 +422,26 @@ SELECT days FROM retention_classes ORDER BY days;
 -- name: add_retention_class
 INSERT INTO retention_classes (days) VALUES ($1) ON CONFLICT DO NOTHING;
 
--- name: expired_messages
--- the oldest messages of one retention class ($1) accepted before $2, at most $3
-SELECT transaction_id FROM messages WHERE retention_days = $1 AND received_at < $2 ORDER BY received_at LIMIT $3;
+-- name: purge_messages
+-- where the archive is not partitioned (SQLite): the oldest messages of one retention class ($1)
+-- received before $2, at most $3
+DELETE FROM messages WHERE transaction_id IN (
+    SELECT transaction_id FROM messages WHERE retention_days = $1 AND received_at < $2 ORDER BY received_at LIMIT $3);
 
 -- name: purge_deliveries
--- every delivery of these messages: to their recipients, requeued, redriven, status messages about them
+-- ... and deliveries, each by its own time (a requeued copy is kept from when it was queued)
 DELETE FROM deliveries WHERE id IN (
-    SELECT d.id FROM unnest($1::text[]) AS b(id) CROSS JOIN deliveries d WHERE d.transaction_id = b.id);
+    SELECT id FROM deliveries WHERE retention_days = $1 AND accepted_at < $2 ORDER BY accepted_at LIMIT $3);
 
--- name: purge_messages
-DELETE FROM messages WHERE transaction_id IN (SELECT b.id FROM unnest($1::text[]) AS b(id));
+-- name: sweep_stale
+-- pending deliveries queued from $1 to $2 that no worker dead-lettered (no node served their
+-- queue for days past the deadline): dead-lettered now ($3), so none is left where pending reads
+-- no longer look (claim's floor)
+UPDATE deliveries SET state = 'dead', done_at = $3, last_error = 'not delivered in time: dead-lettered by the retention job'
+WHERE accepted_at >= $1 AND accepted_at < $2 AND id IN (
+    SELECT d.id FROM queues q CROSS JOIN deliveries d
+    WHERE d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through
+      AND d.accepted_at >= $1 AND d.accepted_at < $2);
 
 -- name: reference_horizon
 -- how far a purge of references before $1 may go this time: the $2-th oldest's time

@@ -1,0 +1,155 @@
+"""PostgreSQL's archive partitions (migration 0012, docs/archive.md "Retention", docs/scale.md).
+
+``messages`` and ``deliveries`` are partitioned by retention class (LIST on ``retention_days``),
+each class by UTC day (RANGE on ``received_at`` / ``accepted_at``, microseconds):
+``messages_r730`` holds the 730-day class, ``messages_r730_d20261205`` one day of it. Each level
+has a default partition that catches a row whose class or day was not made yet, so ingest never
+fails for want of a partition; ``prepare`` moves such rows into the partition it then makes.
+
+``prepare`` makes every class's days ahead of time (the retention job, at every run, and the
+store when it opens or learns a new class); ``drop_expired`` drops a class's days that ended
+before the class's retention began, and deletes no rows. Each partition is made or dropped in a
+transaction of its own, under an advisory lock (nodes running the job at once make each once),
+with a short lock timeout: dropping a partition locks its class table for a moment, and a
+timeout (a long replay reading the class) leaves the day for the next run rather than holding
+ingest up behind the drop.
+
+The DDL names tables, so it is built here from checked parts (class: an int, day: a date),
+never from input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from dip.exceptions import StoreError
+from dip.store.connector import Database
+
+DAY = 86_400_000_000  # microseconds
+AHEAD_DAYS = 3  # days made ahead of today: the job runs far more often than that
+TABLES = {"messages": "received_at", "deliveries": "accepted_at"}  # table: its time column
+_LOCK = 7_360_202  # pg_advisory_xact_lock key: one node changes the partitions at a time
+_LOCK_TIMEOUT = "500ms"
+_DAY_NAME = re.compile(r"^(messages|deliveries)_r(\d+)_d(\d{8})$")
+
+
+def class_table(table: str, days: int) -> str:
+    return f"{table}_r{int(days)}"
+
+
+def day_table(table: str, days: int, day: date) -> str:
+    return f"{class_table(table, days)}_d{day:%Y%m%d}"
+
+
+def day_of(at: int) -> date:
+    return datetime.fromtimestamp(at // DAY * 86_400, UTC).date()
+
+
+def start_of(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+
+
+def _like(table: str) -> str:
+    return f"(LIKE {table} INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING COMPRESSION)"
+
+
+async def _existing(db: Database) -> set[str]:
+    rows = await db.fetch("SELECT relname FROM pg_class WHERE relispartition AND relname ~ '^(messages|deliveries)_r'")
+    return {r[0] for r in rows}
+
+
+async def _make_class(db: Database, table: str, days: int) -> bool:
+    """The class's partition, holding the rows of that class the default partition caught."""
+    name, column = class_table(table, days), TABLES[table]
+    async with db.transaction() as tx:
+        await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        if await tx.fetchval("SELECT to_regclass($1)", name) is not None:
+            return False
+        await tx.execute(f"CREATE TABLE {name} {_like(table)} PARTITION BY RANGE ({column})")
+        await tx.execute(f"CREATE TABLE {name}_default PARTITION OF {name} DEFAULT")
+        await tx.execute(f"INSERT INTO {name} SELECT * FROM {table}_default WHERE retention_days = {int(days)}")
+        await tx.execute(f"DELETE FROM {table}_default WHERE retention_days = {int(days)}")
+        await tx.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES IN ({int(days)})")
+    return True
+
+
+async def _make_day(db: Database, table: str, days: int, day: date) -> bool:
+    """One day of a class, holding the rows of that day its default partition caught."""
+    parent, name, column = class_table(table, days), day_table(table, days, day), TABLES[table]
+    low, high = start_of(day), start_of(day + timedelta(days=1))
+    within = f"{column} >= {low} AND {column} < {high}"
+    async with db.transaction() as tx:
+        await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        if await tx.fetchval("SELECT to_regclass($1)", name) is not None:
+            return False
+        await tx.execute(f"CREATE TABLE {name} {_like(table)}")
+        # the bound as a constraint first: ATTACH then need not scan the table to prove it
+        await tx.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_bound CHECK ({within})")
+        await tx.execute(f"INSERT INTO {name} SELECT * FROM {parent}_default WHERE {within}")
+        await tx.execute(f"DELETE FROM {parent}_default WHERE {within}")
+        await tx.execute(f"ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})")
+        await tx.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bound")
+    return True
+
+
+async def _caught_days(db: Database, table: str, days: int) -> set[date]:
+    """The days of the rows a class's default partition caught."""
+    column = TABLES[table]
+    rows = await db.fetch(f"SELECT DISTINCT {column} / {DAY} FROM {class_table(table, days)}_default")
+    return {day_of(int(r[0]) * DAY) for r in rows}
+
+
+async def _caught_classes(db: Database, table: str) -> set[int]:
+    return {int(r[0]) for r in await db.fetch(f"SELECT DISTINCT retention_days FROM {table}_default")}
+
+
+async def prepare(db: Database, classes: set[int], start: int, end: int) -> int:
+    """Make every class's partitions for the days from ``start`` to ``end`` (microseconds), and a
+    partition for every class and day a default partition caught; how many were made."""
+    made = 0
+    first, last = day_of(start), day_of(end)
+    wanted = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+    for table in TABLES:
+        existing = await _existing(db)
+        for days in sorted(classes | await _caught_classes(db, table)):
+            if class_table(table, days) not in existing:
+                made += await _make_class(db, table, days)
+            for day in sorted(wanted | await _caught_days(db, table, days)):
+                if day_table(table, days, day) not in existing:
+                    made += await _make_day(db, table, days, day)
+    return made
+
+
+async def expired(db: Database, days: int, before: int) -> list[tuple[str, date]]:
+    """The class's day partitions (of both tables) that ended by ``before``, oldest first."""
+    found = []
+    for name in await _existing(db):
+        match = _DAY_NAME.match(name)
+        if match and int(match[2]) == days:
+            day = datetime.strptime(match[3], "%Y%m%d").replace(tzinfo=UTC).date()
+            if start_of(day + timedelta(days=1)) <= before:
+                found.append((name, day))
+    return sorted(found, key=lambda f: (f[1], f[0]))
+
+
+async def drop(db: Database, name: str) -> int:
+    """Drop one expired day partition; the rows it held (counted first, outside the drop's lock),
+    or -1 when the drop had to wait for a lock and was left for the next run."""
+    if not _DAY_NAME.match(name):
+        raise ValueError(f"not a day partition: {name!r}")
+    rows = int(await db.fetchval(f"SELECT count(*) FROM {name}"))
+    try:
+        async with db.transaction() as tx:
+            await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+            await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            if await tx.fetchval("SELECT to_regclass($1)", name) is None:
+                return 0  # another node dropped it
+            await tx.execute(f"DROP TABLE {name}")
+    except StoreError as exc:
+        if "lock timeout" in str(exc):
+            return -1
+        raise
+    return rows
