@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dip.archive.retention import DAY, Retention
 from dip.catalogue import Catalogue
+from dip.egress.retry import RetryPolicy
 from dip.jobs import Job, Scheduler
 from dip.queue import DeliveryKind, publication_queue
 from dip.store import DeliveryRow, MessageRow, Store, open_store
@@ -158,3 +159,24 @@ def test_the_operator_sees_the_purge_job_and_may_run_it_at_once(dip_factory: Cal
         time.sleep(0.05)
     assert job["lastResult"].startswith("messages 0") and job["lastResult"].endswith(" s)")
     assert job["nextRunAt"] > job["lastRunAt"] and job["runningOn"] is None
+
+
+async def test_the_job_dead_letters_what_no_worker_reached_before_queue_reads_stop_looking(store: Store) -> None:
+    """Queue reads look back only to the dead-letter deadline plus a margin (RetryPolicy.oldest_pending);
+    a delivery an outage left pending past that is dead-lettered by the retention job, not left
+    pending for ever out of sight."""
+    rows = [message(n, 730, NOW + n) for n in range(2)]
+    await accept(store, rows)
+    queue = publication_queue(SUP, "IF-021")
+    first = (await store.pending(queue, 1))[0]
+    assert isinstance(store, SqlStore)
+    async with store.db.transaction() as tx:  # the first was delivered
+        await tx.write(store.db.translate("UPDATE queues SET delivered_through = $1"), first.id)
+    policy = RetryPolicy()
+    later = NOW + int((policy.dead_letter_after + 3 * 86_400) * 1e6)  # a node comes back 17 days on
+    assert await store.claim("node-a", later, 60_000_000, 10, policy.oldest_pending(later / 1e6)) == []
+    purged = await Retention(store, NoChannels(), policy=policy).purge(later)
+    assert purged.swept == 1
+    states = {h.state for h in await store.delivery_history(rows[1].transaction_id)}
+    assert states == {"dead"}
+    assert {h.state for h in await store.delivery_history(rows[0].transaction_id)} == {"delivered"}

@@ -141,6 +141,18 @@ async def test_201_delivers_the_call_and_tells_nobody() -> None:
     assert len(sender.calls) == 1 and len(sender.calls[0]) == 3
 
 
+async def test_a_copy_whose_message_was_purged_fails_and_is_not_sent() -> None:
+    # a requeued or redriven copy is kept from when it was queued, its message from when it was
+    # received: the retention purge may take the message first (docs/archive.md, "Retention")
+    dispatcher, queues, sender = setup([(201, {})])
+    purged = queues.rows(QUEUE)[1]
+    del queues.messages[purged.row.transaction_id]
+    assert await call(dispatcher, queues)
+    assert states(queues) == [DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.DELIVERED]
+    assert purged.last_error == "its message was purged from the archive"
+    assert len(sender.calls) == 1 and purged.row.transaction_id not in sender.calls[0] and len(sender.calls[0]) == 2
+
+
 async def test_207_rejects_the_named_message_relays_the_recipients_item_and_delivers_the_rest() -> None:
     dispatcher, queues, _ = setup([(207, None)])
     second = queues.rows(QUEUE)[1].row.transaction_id

@@ -78,6 +78,13 @@ class Database(Reader, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
 
+    def wide(self) -> Reader:
+        """Where reads over the whole archive run (a search with no time range): PostgreSQL
+        plans them once per connection instead of over every partition at each run."""
+
+    async def warm(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run these (wide reads) once where they will run, so their first real run is not slow."""
+
     def snapshot(self) -> AbstractAsyncContextManager[Reader]:
         """Several reads that see one consistent state of the database."""
 

@@ -21,6 +21,7 @@ from dip.store.connector import Connection, Reader, Row
 log = logging.getLogger("dip.store")
 
 _MIGRATION_LOCK = 7_360_201  # pg_advisory_lock key for schema changes
+_WIDE_CONNECTIONS = 2  # the pool for reads over the whole archive (PostgresDatabase.wide)
 _CONNECTION_ERRORS = (
     asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError,
 )
@@ -72,6 +73,7 @@ class PostgresDatabase(_Reads):
         self.url = url
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
+        self._wide: asyncpg.Pool | None = None
         self._listeners: list[asyncpg.Connection] = []
 
     def translate(self, sql: str) -> str:
@@ -88,8 +90,20 @@ class PostgresDatabase(_Reads):
             # JIT compiles a plan whose estimated cost is high, which costs hundreds of milliseconds
             # and pays off only for long analytical queries: none of the store's are (measured: a
             # search's delivery-state lookup on 22 million deliveries took 0.9 s with JIT, docs/performance.md)
+            # Custom plans always: the archive's statements name the days they read, and a plan made
+            # for their values reads only those days' partitions. PostgreSQL would otherwise also
+            # build a generic plan over every partition at a statement's sixth run on each
+            # connection, to compare (measured: 208 ms for a queue read, 1,522 partitions).
             self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
-                                                   server_settings={"jit": "off"})
+                                                   server_settings={"jit": "off",
+                                                                    "plan_cache_mode": "force_custom_plan"})
+            # Reads over the whole archive (a search with no time range) cannot leave partitions
+            # out when they are planned: a custom plan would plan over every partition at each
+            # run (220 ms at 1,522), a generic plan once per connection, leaving partitions out
+            # as it runs. They have a small pool of their own, warmed when the store opens.
+            self._wide = await asyncpg.create_pool(self.url, min_size=_WIDE_CONNECTIONS, max_size=_WIDE_CONNECTIONS,
+                                                   server_settings={"jit": "off",
+                                                                    "plan_cache_mode": "force_generic_plan"})
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
 
@@ -101,11 +115,35 @@ class PostgresDatabase(_Reads):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self._wide is not None:
+            await self._wide.close()
+            self._wide = None
 
     # -- reads outside a transaction: fetch, fetchrow, fetchval (_Reads) on the pool -----------------
 
     def _target(self) -> asyncpg.Pool:
         return self.pool
+
+    def wide(self) -> Reader:
+        if self._wide is None:
+            raise StoreError("store is not open")
+        return _PoolReads(self._wide)
+
+    async def warm(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run each statement once on every connection of the wide pool: each then holds its
+        generic plan, and the first searches do not wait for it to be made."""
+        if self._wide is None:
+            raise StoreError("store is not open")
+        wide = self._wide
+
+        async def on_one() -> None:
+            async with wide.acquire() as conn:
+                for sql, args in statements:
+                    await conn.fetch(sql, *args)
+                await asyncio.sleep(0.05)  # held a moment, so that the others take other connections
+
+        with errors():
+            await asyncio.gather(*(on_one() for _ in range(_WIDE_CONNECTIONS)))
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Reader]:
@@ -155,6 +193,14 @@ class PostgresDatabase(_Reads):
             return False
         self._listeners.append(listener)
         return True
+
+
+class _PoolReads(_Reads):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def _target(self) -> asyncpg.Pool:
+        return self._pool
 
 
 class _Connection(_Reads):

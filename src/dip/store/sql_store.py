@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from dip import ids
-from dip.exceptions import UniqueViolation
+from dip.exceptions import StoreError, UniqueViolation
 from dip.queue import UNDELIVERED, DeliveryState, queue_interface
 from dip.store import partitions
 from dip.store.archive import (
@@ -63,6 +64,8 @@ DELIVERIES = "dip_deliveries"  # the channel nodes are told on when deliveries a
 STATE = "dip_state"  # ... and when the shared state (participants, channels, ...) changed
 _INSERT_ATTEMPTS = 5  # insert_messages: concurrent batches racing for one reference
 ALL_TIME = (-(2**62), 2**62)  # a time range (microseconds) that bounds nothing
+log = logging.getLogger("dip.store")
+_FILTERED_STEP = 20_000  # a selection by time with filters reads this many candidates a step
 
 
 def _now() -> int:
@@ -86,9 +89,20 @@ class SqlStore:
         try:
             await migrate(self.db, self.q)
             await self.prepare_archive(*_days_around(_now()))
+            await self._warm_searches()
         except BaseException:
             await self.db.close()
             raise
+
+    async def _warm_searches(self) -> None:
+        """Each search once, finding nothing, so that their plans are made before a caller waits.
+        Only a speed-up: a failure (e.g. PostgreSQL's lock table too small for every partition:
+        docs/operations.md, "PostgreSQL") is logged, and the store opens."""
+        try:
+            await self.db.warm([(getattr(self.q, f"search_by_{driver}"), (-1, "", 0, 0, *[None] * 7, 1, ""))
+                                for driver in SEARCH_DRIVERS])
+        except StoreError as exc:
+            log.warning("could not prepare the searches' plans: %s", exc)
 
     # -- where a transaction ID's rows lie -------------------------------------------------------
 
@@ -404,8 +418,31 @@ class SqlStore:
         return [*args, sorted(set(s.transaction_ids))] if s.transaction_ids else args
 
     async def select(self, selection: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
-        sql = getattr(self.q, f"selection_by_{self._driver(selection)}")
+        driver = self._driver(selection)
+        if driver == "time":
+            return await self._select_by_time(selection, after, limit)
+        sql = getattr(self.q, f"selection_by_{driver}")
         return [Selected._make(r) for r in await self.db.fetch(sql, *self._selection_args(selection, after, limit))]
+
+    async def _select_by_time(self, s: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
+        """The queue's originals in order, in steps: a step reads the next ones by the queue's
+        archive index alone, then keeps those whose message is archived and matches the filters
+        (one probe by transaction ID each, within the days the step spans)."""
+        found: list[Selected] = []
+        step = limit if s.event_code is None and s.version is None else max(limit, _FILTERED_STEP)
+        while len(found) < limit:
+            candidates = [Selected._make(r) for r in await self.db.fetch(
+                self.q.queue_originals, s.queue, *after, s.start, s.end, step)]
+            if not candidates:
+                break
+            matching = {r[0] for r in await self.db.fetch(
+                self.q.selection_matching, [c.transaction_id for c in candidates], candidates[0].accepted_at,
+                candidates[-1].accepted_at, s.event_code, s.mpan, s.version)}
+            found += [c for c in candidates if c.transaction_id in matching][:limit - len(found)]
+            if len(candidates) < step:
+                break
+            after = (candidates[-1].accepted_at, candidates[-1].id)
+        return found
 
     async def count_selected(self, selection: Selection) -> int:
         sql = getattr(self.q, f"count_by_{self._driver(selection)}")
@@ -416,8 +453,9 @@ class SqlStore:
         if driver not in SEARCH_DRIVERS:
             raise ValueError(f"no search by {driver!r}")
         n = narrowing
-        rows = await self.db.fetch(getattr(self.q, f"search_by_{driver}"), *after, n.start, n.end, n.interface_id,
-                                   n.event_code, n.mpan, n.correlation_id, n.sur, n.sur_sender, n.viewer, limit, value)
+        rows = await self.db.wide().fetch(getattr(self.q, f"search_by_{driver}"), *after, n.start, n.end,
+                                          n.interface_id, n.event_code, n.mpan, n.correlation_id, n.sur, n.sur_sender,
+                                          n.viewer, limit, value)
         return [Found._make(r) for r in rows]
 
     async def status_messages_for(self, queue: str, start: int, end: int, after: tuple[int, int],

@@ -226,6 +226,12 @@ class SqliteDatabase(_Reads):
 
     # -- reads outside a transaction: fetch, fetchrow, fetchval (_Reads) on the reader --------------
 
+    def wide(self) -> Reader:
+        return self  # no partitions: a read over the whole archive is like any other
+
+    async def warm(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Nothing to warm."""
+
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Reader]:
         """A read transaction on a connection of its own, so the reader's other reads never
