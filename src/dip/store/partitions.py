@@ -20,6 +20,7 @@ never from input.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,6 +32,7 @@ AHEAD_DAYS = 3  # days made ahead of today: the job runs far more often than tha
 TABLES = {"messages": "received_at", "deliveries": "accepted_at"}  # table: its time column
 _LOCK = 7_360_202  # pg_advisory_xact_lock key: one node changes the partitions at a time
 _LOCK_TIMEOUT = "500ms"
+_DROP_ATTEMPTS = 5  # a drop that keeps timing out is left for the next run
 _DAY_NAME = re.compile(r"^(messages|deliveries)_r(\d+)_d(\d{8})$")
 
 
@@ -146,15 +148,17 @@ async def drop(db: Database, name: str) -> int:
     if estimate is None:
         return 0  # another node dropped it
     rows = int(estimate) if estimate >= 0 else int(await db.fetchval(f"SELECT count(*) FROM {name}"))
-    try:
-        async with db.transaction() as tx:
-            await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-            if await tx.fetchval("SELECT to_regclass($1)", name) is None:
-                return 0  # another node dropped it
-            await tx.execute(f"DROP TABLE {name}")
-    except StoreError as exc:
-        if "lock timeout" in str(exc):
-            return -1
-        raise
-    return rows
+    for attempt in range(_DROP_ATTEMPTS):
+        try:
+            async with db.transaction() as tx:
+                await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+                if await tx.fetchval("SELECT to_regclass($1)", name) is None:
+                    return 0  # another node dropped it
+                await tx.execute(f"DROP TABLE {name}")
+            return rows
+        except StoreError as exc:
+            if "lock timeout" not in str(exc):
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))  # between the busy moments of its class
+    return -1

@@ -65,7 +65,8 @@ STATE = "dip_state"  # ... and when the shared state (participants, channels, ..
 _INSERT_ATTEMPTS = 5  # insert_messages: concurrent batches racing for one reference
 ALL_TIME = (-(2**62), 2**62)  # a time range (microseconds) that bounds nothing
 log = logging.getLogger("dip.store")
-_FILTERED_STEP = 20_000  # a selection by time with filters reads this many candidates a step
+_FILTERED_STEP = 20_000
+_SWEEP_BATCH = 5_000  # a selection by time with filters reads this many candidates a step
 
 
 def _now() -> int:
@@ -547,8 +548,13 @@ class SqlStore:
         return messages, deliveries
 
     async def sweep_stale(self, start: int, end: int, now: int) -> int:
-        async with self.db.transaction() as tx:
-            return await tx.execute(self.q.sweep_stale, start, end, now)
+        swept = 0
+        for queue, watermark in await self.db.fetch(self.q.queue_watermarks):
+            while stale := [r[0] for r in await self.db.fetch(self.q.stale_deliveries, queue, watermark, start, end,
+                                                               _SWEEP_BATCH)]:
+                async with self.db.transaction() as tx:
+                    swept += await tx.execute(self.q.dead_letter_stale, now, stale, start, end)
+        return swept
 
     async def _purge_up_to(self, horizon_sql: str, purge_sql: str, before: int, limit: int) -> int:
         async with self.db.transaction() as tx:

@@ -450,15 +450,22 @@ DELETE FROM messages WHERE transaction_id IN (
 DELETE FROM deliveries WHERE id IN (
     SELECT id FROM deliveries WHERE retention_days = $1 AND accepted_at < $2 ORDER BY accepted_at LIMIT $3);
 
--- name: sweep_stale
--- pending deliveries queued from $1 to $2 that no worker dead-lettered (no node served their
--- queue for days past the deadline): dead-lettered now ($3), so none is left where pending reads
--- no longer look (claim's floor)
-UPDATE deliveries SET state = 'dead', done_at = $3, last_error = 'not delivered in time: dead-lettered by the retention job'
-WHERE accepted_at >= $1 AND accepted_at < $2 AND id IN (
-    SELECT d.id FROM queues q CROSS JOIN deliveries d
-    WHERE d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through
-      AND d.accepted_at >= $1 AND d.accepted_at < $2);
+-- name: queue_watermarks
+SELECT queue, delivered_through FROM queues ORDER BY queue;
+
+-- name: stale_deliveries
+-- a queue's ($1) pending deliveries above its watermark ($2) queued from $3 to $4 that no worker
+-- dead-lettered (no node served the queue for days past the deadline), at most $5; queue by
+-- queue, so that each read is its pending index above the watermark (one statement over every
+-- queue was planned as a scan of a week of deliveries)
+SELECT d.id FROM deliveries d
+WHERE d.queue = $1 AND d.state = 'pending' AND d.id > $2 AND d.accepted_at >= $3 AND d.accepted_at < $4
+ORDER BY d.id LIMIT $5;
+
+-- name: dead_letter_stale
+-- ... dead-lettered now ($1), so none is left where queue reads no longer look (claim's floor)
+UPDATE deliveries SET state = 'dead', done_at = $1, last_error = 'not delivered in time: dead-lettered by the retention job'
+FROM unnest($2::bigint[]) AS b(id) WHERE deliveries.id = b.id AND deliveries.accepted_at >= $3 AND deliveries.accepted_at < $4;
 
 -- name: reference_horizon
 -- how far a purge of references before $1 may go this time: the $2-th oldest's time
