@@ -95,7 +95,7 @@ def _rows(first: int, count: int, start: int, span: int, mpans: int, hot: int, r
     return rows, deliveries
 
 
-async def load(store: Store, messages: int, days: int, purge_day: int, now: int) -> dict[str, Any]:
+async def load(store: Store, messages: int, days: int, purge_day: int, now: int, first: int = 0) -> dict[str, Any]:
     """``messages`` over ``days`` days before ``now``; ``purge_day`` more of them on one day in the
     short-retention class, old enough to be purged. All delivered."""
     template = _template(random.Random(1))
@@ -125,7 +125,7 @@ async def load(store: Store, messages: int, days: int, purge_day: int, now: int)
     purged = 0
     while purged < purge_day:
         count = min(_CHUNK, purge_day - purged)
-        rows, deliveries = _rows(messages + purged, count, old_day + purged * _DAY // purge_day,
+        rows, deliveries = _rows(first + messages + purged, count, old_day + purged * _DAY // purge_day,
                                  count * _DAY // purge_day, 100_000, 0, SHORT_RETENTION, template)
         await store.insert_messages(rows, deliveries)
         purged += count
@@ -232,6 +232,17 @@ def run(store_name: str, messages: int, days: int, work: Path, reuse: bool = Fal
         url = PG_URL.rsplit("/", 1)[0] + "/dip_bench_archive"
         size = _size(store_name, url, work)
         out.append(f"  the archive loaded before: {size / (messages + purge_day):,.0f} bytes a message on disk")
+
+        async def expired_day() -> dict[str, Any]:  # the last run's was purged: a new one to purge
+            store = open_store(url, work)
+            await store.open()
+            try:
+                return await load(store, 0, days, purge_day, now, first=now // 1_000_000 * 1_000)
+            finally:
+                await store.close()
+
+        loaded = asyncio.run(expired_day())
+        out.append(f"  added an expired day of {loaded['loaded']:,} messages to purge")
     else:
         url = asyncio.run(fresh_database("dip_bench_archive")) if store_name == "postgres" else (
             f"sqlite:{work / 'archive.sqlite3'}")

@@ -90,13 +90,14 @@ class PostgresDatabase(_Reads):
             # JIT compiles a plan whose estimated cost is high, which costs hundreds of milliseconds
             # and pays off only for long analytical queries: none of the store's are (measured: a
             # search's delivery-state lookup on 22 million deliveries took 0.9 s with JIT, docs/performance.md)
-            # Custom plans always: the archive's statements name the days they read, and a plan made
-            # for their values reads only those days' partitions. PostgreSQL would otherwise also
-            # build a generic plan over every partition at a statement's sixth run on each
-            # connection, to compare (measured: 208 ms for a queue read, 1,522 partitions).
+            # plan_cache_mode stays "auto": statements on the archive's partitions name the days they
+            # read, and PostgreSQL keeps planning them for their values (only those days), while the
+            # many small statements keep their generic plans. Forcing custom plans everywhere cost
+            # 25 µs a message of PostgreSQL's CPU end to end (docs/performance.md). The price of
+            # "auto": at a statement's sixth run on each connection PostgreSQL builds a generic plan
+            # once, to compare, over every partition (208 ms for a queue read at 1,522 partitions).
             self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
-                                                   server_settings={"jit": "off",
-                                                                    "plan_cache_mode": "force_custom_plan"})
+                                                   server_settings={"jit": "off"})
             # Reads over the whole archive (a search with no time range) cannot leave partitions
             # out when they are planned: a custom plan would plan over every partition at each
             # run (220 ms at 1,522), a generic plan once per connection, leaving partitions out
