@@ -120,16 +120,23 @@ class SqlStore:
         known = [d for d in days if d is not None]
         return partitions.start_of(min(known)), partitions.start_of(max(known)) + partitions.DAY
 
-    async def _hinted(self, sql: str, transaction_ids: list[str], until: bool = True) -> list[Row]:
+    async def _hinted(self, sql: str, transaction_ids: list[str], until: bool = True,
+                      received: tuple[int, int] | None = None) -> list[Row]:
         """Rows of ``sql`` (whose first column is the transaction ID; its parameters: the IDs,
-        the time from which, and with ``until`` the time until which), read first within the days
-        the IDs name, then over all time for the IDs that found nothing."""
-        low, high = self._received(transaction_ids)
-        rows = await self.db.fetch(sql, transaction_ids, low, *((high,) if until else ()))
-        if (low, high) != ALL_TIME:
-            missed = sorted(set(transaction_ids) - {r[0] for r in rows})
-            if missed:
-                rows += await self.db.fetch(sql, missed, ALL_TIME[0], *((ALL_TIME[1],) if until else ()))
+        the time from which, and with ``until`` the time until which), read first within
+        ``received`` when the caller knows it, then within the days the IDs name, then over all
+        time, each time for the IDs that found nothing yet."""
+        ranges = [r for r in (received if self.db.partitioned else None, self._received(transaction_ids), ALL_TIME)
+                  if r is not None]
+        rows: list[Row] = []
+        wanted = transaction_ids
+        for n, (low, high) in enumerate(ranges):
+            if n and (low, high) == ranges[n - 1]:
+                continue
+            rows += await self.db.fetch(sql, wanted, low, *((high,) if until else ()))
+            wanted = sorted(set(wanted) - {r[0] for r in rows})
+            if not wanted or (low, high) == ALL_TIME:
+                break
         return rows
 
     async def close(self) -> None:
@@ -356,10 +363,20 @@ class SqlStore:
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
                       since: int | None = None) -> list[PendingDelivery]:
         rows = await self.db.fetch(self.q.pending, queue, limit, ALL_TIME[0] if since is None else since)
-        return await pending_from(rows, self.stored_messages, cache)
+        # an original delivery's accepted_at is its message's received_at: the exact span to read
+        # (a whole day's bounds made PostgreSQL hash the day's partition for each call: measured
+        # 200 ms a call of 5,000 where the unpartitioned table took 70)
+        originals = [r[5] for r in rows if r[8] is None]
+        received = (min(originals), max(originals) + 1) if originals else None
 
-    async def stored_messages(self, transaction_ids: list[str]) -> dict[str, StoredMessage]:
-        rows = await self._hinted(self.q.stored_messages, transaction_ids)
+        async def fetch(transaction_ids: list[str]) -> dict[str, StoredMessage]:
+            return await self.stored_messages(transaction_ids, received)
+
+        return await pending_from(rows, fetch, cache)
+
+    async def stored_messages(self, transaction_ids: list[str],
+                              received: tuple[int, int] | None = None) -> dict[str, StoredMessage]:
+        rows = await self._hinted(self.q.stored_messages, transaction_ids, received=received)
         return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
