@@ -367,7 +367,7 @@ async def test_both_dialects_build_the_same_schema(pg_database: str, tmp_path: P
         sqlite_indexes = await sqlite.db.fetch(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'")
         assert {(t, c) for t, c in pg_columns} == sqlite_columns
-        postgres_only = {"messages_transaction"}  # the transaction ID key's stand-in
+        postgres_only = {"messages_transaction", "deliveries_id"}  # the primary keys' stand-ins
         sqlite_only = {"messages_expiry", "deliveries_expiry"}  # its purge's
         assert {i for (i,) in pg_indexes} - postgres_only == {i for (i,) in sqlite_indexes} - sqlite_only
         assert postgres_only <= {i for (i,) in pg_indexes} and sqlite_only <= {i for (i,) in sqlite_indexes}

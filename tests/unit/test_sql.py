@@ -71,7 +71,7 @@ def test_sqlite_reads_a_list_parameter_as_the_outer_loop() -> None:
         if len(plan) > 1 and plan[1].startswith("LIST SUBQUERY"):
             # "... WHERE key IN (SELECT ... json_each ...)": the list is made first, then one
             # probe by key per element of it
-            assert re.search(r"^SEARCH \w+ USING .*\(\w+=\?( AND \w+=\?)*\)$", loops.pop(0)), (name, plan)
+            assert re.search(r"^SEARCH \w+ USING .*\(\w+=\?\)$", loops.pop(0)), (name, plan)
         assert loops[0].startswith("SCAN json_each"), (name, plan)
         assert all(step.startswith("SEARCH") for step in loops[1:]), (name, plan)
 

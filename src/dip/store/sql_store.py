@@ -389,7 +389,7 @@ class SqlStore:
             for (state, status, error), ids in written.items():
                 done_at = None if state == DeliveryState.PENDING else now
                 await tx.write(q.settle_deliveries, state, status, error, done_at, ids,
-                               ALL_TIME[0] if since is None else since, queue)
+                               ALL_TIME[0] if since is None else since)
             if runs:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
@@ -570,7 +570,7 @@ class SqlStore:
             while stale := [r[0] for r in await self.db.fetch(self.q.stale_deliveries, queue, watermark, start, end,
                                                                _SWEEP_BATCH)]:
                 async with self.db.transaction() as tx:
-                    swept += await tx.execute(self.q.dead_letter_stale, now, stale, start, end, queue)
+                    swept += await tx.execute(self.q.dead_letter_stale, now, stale, start, end)
         return swept
 
     async def _purge_up_to(self, horizon_sql: str, purge_sql: str, before: int, limit: int) -> int:

@@ -195,11 +195,9 @@ ORDER BY d.id LIMIT $2;
 SELECT lease_owner FROM queues WHERE queue = $1 FOR UPDATE;
 
 -- name: settle_deliveries
--- deliveries of queue $7 its pending read returned: queued since $6, as there, and still pending
--- (each is found by the queue's pending index: the ID alone has no index on PostgreSQL)
+-- deliveries a queue's pending read returned: queued since $6, as there
 UPDATE deliveries SET state = $1, attempts = attempts + 1, last_status = $2, last_error = $3, done_at = $4
-WHERE deliveries.id IN (SELECT b.id FROM unnest($5::bigint[]) AS b(id)) AND deliveries.queue = $7
-  AND deliveries.state = 'pending' AND deliveries.accepted_at >= $6;
+FROM unnest($5::bigint[]) AS b(id) WHERE deliveries.id = b.id AND deliveries.accepted_at >= $6;
 
 -- name: record_call
 INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, done_at)
@@ -238,7 +236,7 @@ FROM (SELECT q.queue, q.recipient_id, q.interface_id, q.retries, q.next_attempt_
               WHERE d.queue = q.queue AND d.state = 'pending' AND d.id > q.delivered_through
               ORDER BY d.id LIMIT 1) AS head
       FROM queues q WHERE CAST($1 AS TEXT) IS NULL OR q.recipient_id = $1) o
-LEFT JOIN deliveries h ON h.queue = o.queue AND h.state = 'pending' AND h.id = o.head ORDER BY o.queue;
+LEFT JOIN deliveries h ON h.id = o.head ORDER BY o.queue;
 
 -- name: undelivered
 -- one state's undelivered deliveries above a cursor ($2), oldest first, optionally one recipient's
@@ -429,9 +427,8 @@ ORDER BY d.id LIMIT $6;
 
 -- name: mark_redriven
 -- candidates accepted from $3 to $4
-UPDATE deliveries SET state = 'redriven', done_at = $1
-WHERE deliveries.id IN (SELECT b.id FROM unnest($2::bigint[]) AS b(id))
-  AND deliveries.state IN ('dead', 'failed', 'rejected') AND deliveries.accepted_at >= $3 AND deliveries.accepted_at <= $4;
+UPDATE deliveries SET state = 'redriven', done_at = $1 FROM unnest($2::bigint[]) AS b(id)
+WHERE deliveries.id = b.id AND deliveries.accepted_at >= $3 AND deliveries.accepted_at <= $4;
 
 -- ---------------------------------------------------------------------------------------
 -- Retention: the purge (dip.archive.retention) and the jobs that run it
@@ -468,8 +465,7 @@ ORDER BY d.id LIMIT $5;
 -- name: dead_letter_stale
 -- ... dead-lettered now ($1), so none is left where queue reads no longer look (claim's floor)
 UPDATE deliveries SET state = 'dead', done_at = $1, last_error = 'not delivered in time: dead-lettered by the retention job'
-WHERE deliveries.id IN (SELECT b.id FROM unnest($2::bigint[]) AS b(id)) AND deliveries.queue = $5
-  AND deliveries.state = 'pending' AND deliveries.accepted_at >= $3 AND deliveries.accepted_at < $4;
+FROM unnest($2::bigint[]) AS b(id) WHERE deliveries.id = b.id AND deliveries.accepted_at >= $3 AND deliveries.accepted_at < $4;
 
 -- name: reference_horizon
 -- how far a purge of references before $1 may go this time: the $2-th oldest's time
