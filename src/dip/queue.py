@@ -34,6 +34,9 @@ class DeliveryState(StrEnum):
 
 UNDELIVERED = (DeliveryState.DEAD, DeliveryState.FAILED, DeliveryState.REJECTED)
 STATUS_QUEUE = "status"  # the interface part of a status-message queue's name
+# next_attempt_at of a queue the worker found drained: never due until something is enqueued
+# (or its recipient's webhook changes); the claim then reads the queues table alone
+IDLE = 2**63 - 1
 
 
 def publication_queue(participant_id: str, interface_id: str) -> str:

@@ -201,8 +201,8 @@ def record_claims(node: RunningDip) -> list[str]:
     store = node.node.store
     original = store.claim
 
-    async def claim(owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
-        claims = await original(owner, now, lease, limit, since)
+    async def claim(owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        claims = await original(owner, now, lease, limit)
         claimed.extend(c.queue for c in claims)
         return claims
 

@@ -104,11 +104,13 @@ def test_queues_show_their_backlog_and_backoff(fast: RunningDip, cast: dict[str,
         (backing_off,) = poll(lambda: operator.http.get("/admin/queues", params={"recipient": MDS}),
                               lambda body: body["queues"][0]["retries"] >= 2)["queues"]
         assert backing_off["pending"] == 3 and backing_off["lastStatus"] == 503
-        assert datetime.fromisoformat(backing_off["nextAttemptAt"]).tzinfo is not None
+        assert datetime.fromisoformat(backing_off["nextAttemptAt"]).tzinfo is not None and not backing_off["idle"]
         hook.always(201)
         (drained,) = poll(lambda: operator.http.get("/admin/queues", params={"recipient": MDS}),
                           lambda body: body["queues"][0]["pending"] == 0)["queues"]
     assert drained["retries"] == 0 and drained["oldestPendingAcceptedAt"] is None
+    # the call took all three: the queue is idle, not looked at again until a message comes
+    assert drained["idle"] and drained["nextAttemptAt"] is None
     assert operator.http.get("/admin/queues", params={"recipient": "nobody"}).json() == {"queues": []}
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from dip.config import Settings
 from dip.exceptions import ConstraintViolation, StoreError, UniqueViolation, UnstorableValue
+from dip.queue import IDLE
 from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
 from dip.store.message_cache import MessageCache, StoredMessage
 from dip.store.sql_store import SqlStore
@@ -210,7 +211,7 @@ async def test_settle_records_outcomes_relays_and_releases(store: Store) -> None
     assert not await store.settle(claim.queue, "someone-else", [], NOW, 0, [], NOW)
     assert await store.settle(claim.queue, "node-a", [Settlement(first.id, "delivered", 201, None),
                                                         Settlement(second.id, "rejected", 207, "RCP1022")],
-                              NOW, 0, [status], NOW + 5)
+                              NOW, 0, [status], NOW + 5, drained=claim.arrivals)
     states = await store.delivery_states([row(1).transaction_id, row(2).transaction_id])
     assert ("T-IF-021-1300000001-SDS-20261123-" + f"{1:024x}", "1400000001", "MDS", "always", "delivered") in states
     assert (row(2).transaction_id, "1400000001", "MDS", "always", "rejected") in states
@@ -251,6 +252,40 @@ async def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
     assert not await store.settle(taken.queue, "node-a", [], NOW, 0, [], NOW)  # node-a lost it
 
 
+async def test_a_drained_queue_is_idle_until_something_is_enqueued(store: Store) -> None:
+    from dip.store import Settlement
+
+    queue = "1400000001|IF-021"
+    await store.insert_messages([row(n) for n in range(1, 4)])
+    await store.enqueue([delivery(1)], NOW)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    (one,) = await store.pending(queue, 10)
+    assert await store.settle(queue, "node-a", [Settlement(one.id, "delivered", 201, None)], NOW, 0, [], NOW,
+                              drained=claim.arrivals)
+    far = NOW + 365 * 86_400 * 1_000_000
+    assert await store.claim("node-a", far, 30_000_000, 10) == []  # idle, however late
+    assert [q.next_attempt_at for q in await store.queue_overview()] == [IDLE]
+    await store.enqueue([delivery(2)], NOW + 5)  # an arrival wakes it at once
+    (claim,) = await store.claim("node-a", NOW + 5, 30_000_000, 10)
+    (two,) = await store.pending(queue, 10)
+    # a message enqueued while the call was out: the queue stays due, though the call drained
+    # what it had read
+    await store.enqueue([delivery(3)], NOW + 6)
+    assert await store.settle(queue, "node-a", [Settlement(two.id, "delivered", 201, None)], NOW + 7, 0, [], NOW + 7,
+                              drained=claim.arrivals)
+    (claim,) = await store.claim("node-a", NOW + 7, 30_000_000, 10)
+    assert [p.transaction_id for p in await store.pending(queue, 10)] == [row(3).transaction_id]
+    # a call that did not take everything leaves the queue due at the time it names
+    assert await store.settle(queue, "node-a", [], NOW + 9, 0, [], NOW + 8)
+    assert await store.claim("node-a", NOW + 8, 30_000_000, 10) == []
+    (claim,) = await store.claim("node-a", NOW + 9, 30_000_000, 10)
+    # an idle queue whose recipient's webhook changed is due again
+    assert await store.settle(queue, "node-a", [], NOW + 9, 0, [], NOW + 9, drained=claim.arrivals)
+    assert await store.claim("node-a", far, 30_000_000, 10) == []
+    await store.make_due("1400000001", NOW + 10)
+    assert [c.queue for c in await store.claim("node-a", NOW + 10, 30_000_000, 10)] == [queue]
+
+
 async def test_concurrent_claims_never_share_a_queue(store: Store) -> None:
     await store.insert_messages([row(i) for i in range(40)])
     await store.enqueue([delivery(i, queue=f"{1400000000 + i}|IF-021") for i in range(40)], NOW)
@@ -277,14 +312,14 @@ async def test_a_delivered_call_moves_the_queue_watermark_instead_of_writing_eac
     one, two, three = await store.pending(queue, 10)
     # the head failed once (retried), then a call delivered 1-3 with 3 rejected by the recipient
     assert await store.settle(queue, "node-a", [Settlement(one.id, "pending", 503, "HTTP 503")], NOW, 1, [], NOW)
-    assert [c.queue for c in await store.claim("node-a", NOW, 30_000_000, 10)] == [queue]
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
     assert [p.id for p in await store.pending(queue, 10)] == [one.id, two.id, three.id]
     assert await store.settle(queue, "node-a", [Settlement(one.id, "delivered", 207, None),
                                                 Settlement(two.id, "delivered", 207, None),
                                                 Settlement(three.id, "rejected", 207, "bad reading")],
-                              NOW, 0, [], NOW + 7)
+                              NOW, 0, [], NOW + 7, drained=claim.arrivals)
     assert await store.pending(queue, 10) == []
-    assert await store.claim("node-a", NOW, 30_000_000, 10) == []  # nothing left to serve
+    assert await store.claim("node-a", NOW, 30_000_000, 10) == []  # nothing left to serve: idle
     # messages that arrive later are served next, and only they
     await store.enqueue([delivery(4), delivery(5)], NOW + 8)
     assert [c.queue for c in await store.claim("node-a", NOW + 8, 30_000_000, 10)] == [queue]

@@ -75,3 +75,18 @@ async def test_an_expired_lease_can_be_taken_over() -> None:
     assert await queues.claim("node-b", NOW + 500_000, 1_000_000, 10) == []
     (taken,) = await queues.claim("node-b", NOW + 2_000_000, 1_000_000, 10)
     assert not await queues.settle(taken.queue, "node-a", [], NOW, 0, [], NOW)
+
+
+async def test_a_drained_queue_is_idle_until_an_arrival_even_one_during_the_call() -> None:
+    queues = fake(3)
+    await queues.enqueue([delivery(1)], NOW)
+    (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
+    (one,) = await queues.pending(QUEUE, 10)
+    assert await queues.settle(QUEUE, "node-a", [Settlement(one.id, DeliveryState.DELIVERED, 201, None)], NOW, 0,
+                               [], NOW, drained=claim.arrivals)
+    assert await queues.claim("node-a", NOW + 10**12, 30_000_000, 10) == []  # idle
+    await queues.enqueue([delivery(2)], NOW + 1)
+    (claim,) = await queues.claim("node-a", NOW + 1, 30_000_000, 10)
+    await queues.enqueue([delivery(3)], NOW + 2)  # arrives while the call is out
+    assert await queues.settle(QUEUE, "node-a", [], NOW + 3, 0, [], NOW + 3, drained=claim.arrivals)
+    assert [c.queue for c in await queues.claim("node-a", NOW + 3, 30_000_000, 10)] == [QUEUE]

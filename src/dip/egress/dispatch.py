@@ -100,7 +100,7 @@ class Dispatcher:
                                                ctx.policy.oldest_pending(now))
             settlements, relay = self._dead_letters(claim, pending, now, is_status)
             next_at = now + min(ctx.policy.max_delay, _NO_WEBHOOK_RECHECK)
-            await self._settle(claim, settlements, _micros(next_at), claim.retries, relay)
+            await self._settle(claim, settlements, _micros(next_at), claim.retries, relay, drained=not pending)
             return
         held = ctx.breakers.hold(hook.url, now)
         if held is not None:
@@ -109,8 +109,8 @@ class Dispatcher:
         # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
         # little and the next one starts sooner (fetch, build and settle scale with the batch)
         started = time.perf_counter()
-        pending = await ctx.queues.pending(claim.queue, min(hook.max_message_count, ctx.max_batch), ctx.messages,
-                                           ctx.policy.oldest_pending(now))
+        limit = min(hook.max_message_count, ctx.max_batch)
+        pending = await ctx.queues.pending(claim.queue, limit, ctx.messages, ctx.policy.oldest_pending(now))
         fetched = time.perf_counter()
         settlements, relay = self._dead_letters(claim, pending, now, is_status)
         if not is_status:
@@ -119,7 +119,7 @@ class Dispatcher:
         dead = {st.id for st in settlements}
         alive = [p for p in pending if p.id not in dead]
         if not alive:
-            await self._settle(claim, settlements, _micros(), 0, relay)
+            await self._settle(claim, settlements, _micros(), 0, relay, drained=len(pending) < limit)
             return
         elements = [p.body or b"{}" for p in alive] if is_status else self._publication_elements(claim, alive)
         batch, body = fit(alive, elements, hook.max_payload_kb * 1024)
@@ -129,7 +129,9 @@ class Dispatcher:
         posted = time.perf_counter()
         ctx.breakers.record(hook.url, EGRESS[result.outcome].endpoint_failed, time.time())
         more, more_relay, next_at, retries = self._outcome(claim, batch, result, time.time(), is_status)
-        await self._settle(claim, settlements + more, next_at, retries, relay + more_relay)
+        # everything pending went and the answer settled it (no retry): the queue goes idle
+        drained = len(pending) < limit and len(batch) == len(alive) and retries == 0
+        await self._settle(claim, settlements + more, next_at, retries, relay + more_relay, drained)
         log.debug("%s: %d message(s), %d bytes, HTTP %s; fetch %.3f s, build %.3f s, call %.3f s, settle %.3f s",
                   claim.queue, len(batch), len(body), result.status or result.error, fetched - started,
                   built - fetched, posted - built, time.perf_counter() - posted)
@@ -139,8 +141,9 @@ class Dispatcher:
         ctx = self.ctx
         pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages, ctx.policy.oldest_pending(now))
         if not pending:
-            await self._settle(claim, [], _micros(), 0, [])
+            await self._settle(claim, [], _micros(), 0, [], drained=True)
             return
+        drained = len(pending) < _INTERNAL_BATCH
         try:
             await handler(pending)
         except Exception:
@@ -150,12 +153,12 @@ class Dispatcher:
                 why = "the DIP could not answer it in time"
                 settlements = [Settlement(p.id, DeliveryState.DEAD, None, why) for p in pending]
                 relay = [self.ctx.notices.from_dip(p, claim.recipient_id, why) for p in pending]
-                await self._settle(claim, settlements, _micros(), 0, relay)
+                await self._settle(claim, settlements, _micros(), 0, relay, drained)
                 return
             await self._settle(claim, [], _micros(retry_at), claim.retries + 1, [])
             return
         done = [Settlement(p.id, DeliveryState.DELIVERED, None, "answered by the DIP") for p in pending]
-        await self._settle(claim, done, _micros(), 0, [])
+        await self._settle(claim, done, _micros(), 0, [], drained)
 
     # -- applying the egress table -------------------------------------------------------------------
 
@@ -213,12 +216,14 @@ class Dispatcher:
         return settlements, relay, _micros(now), 0
 
     async def _settle(self, claim: Claim, settlements: list[Settlement], next_at: int, retries: int,
-                      relay: Sequence[DeliveryRow | None]) -> None:
+                      relay: Sequence[DeliveryRow | None], drained: bool = False) -> None:
+        """Settle and release the queue; ``drained``: the call took everything pending, so the
+        queue goes idle unless something was enqueued on it since the claim."""
         rows = [r for r in relay if r is not None]
         # the deliveries were read a call ago with the floor of then: a day's slack covers any call
         since = self.ctx.policy.oldest_pending(time.time() - 86_400)
         if not await self.ctx.queues.settle(claim.queue, self.owner, settlements, next_at, retries, rows, _micros(),
-                                            since):
+                                            since, claim.arrivals if drained else None):
             log.warning("lost the lease on %s before settling; another node will repeat the call", claim.queue)
         elif rows:
             self._wake()

@@ -79,7 +79,7 @@ class DeliveryWorker:
                 try:
                     now = time.time()
                     claims = await self.ctx.queues.claim(self.owner, int(now * 1e6), int(self.lease_seconds * 1e6),
-                                                         free, self.ctx.policy.oldest_pending(now))
+                                                         free)
                 except StoreError as exc:  # the database is away (restart, failover): keep polling
                     log.warning("could not claim delivery queues: %s", exc)
                 except Exception:

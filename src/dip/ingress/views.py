@@ -20,7 +20,7 @@ from starlette.responses import Response
 from dip import ids
 from dip.ingress.admin import Admin, AdminRoute
 from dip.ingress.errors import JSON
-from dip.queue import DeliveryState
+from dip.queue import IDLE, DeliveryState
 
 router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 
@@ -75,7 +75,9 @@ async def queues(dip: Admin, recipient: Annotated[str | None, Query(
         {"queue": q.queue, "recipientID": q.recipient_id, "interfaceID": q.interface_id, "pending": q.pending,
          "oldestPendingAcceptedAt": _at(q.head_accepted_at), "headAttempts": q.head_attempts,
          "lastStatus": q.head_status, "lastError": q.head_error, "retries": q.retries,
-         "nextAttemptAt": _at(q.next_attempt_at), "leaseOwner": q.lease_owner, "leaseUntil": _at(q.lease_until)}
+         "idle": q.next_attempt_at == IDLE,
+         "nextAttemptAt": None if q.next_attempt_at == IDLE else _at(q.next_attempt_at),
+         "leaseOwner": q.lease_owner, "leaseUntil": _at(q.lease_until)}
         for q in await dip.views.queues(recipient)
     ]}), media_type=JSON)
 

@@ -60,6 +60,7 @@ class Claim(NamedTuple):
     recipient_id: str
     interface_id: str
     retries: int  # consecutive failed attempts of the head so far
+    arrivals: int  # enqueues the queue had counted when claimed: settle(drained=) compares them
 
 
 class PendingDelivery(NamedTuple):
@@ -275,12 +276,13 @@ class QueueStore(Protocol):
     async def make_due(self, recipient_id: str, now: int) -> None:
         """The recipient's queues that are not backing off become due at ``now`` (a webhook was registered)."""
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
-        """Lease up to ``limit`` queues that are due, not leased, and have pending deliveries
-        (queued since ``since``, when given: RetryPolicy.oldest_pending).
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` queues that are due and not leased, the longest due first.
 
-        Two owners never hold the same queue: on PostgreSQL the rows are taken with
-        ``FOR UPDATE SKIP LOCKED``; SQLite has one writer.
+        A due queue may turn out empty (work arrived and was taken while it was leased); a queue
+        settled as drained is idle and never due until something is enqueued on it. Two owners
+        never hold the same queue: on PostgreSQL the rows are taken with ``FOR UPDATE SKIP
+        LOCKED``; SQLite has one writer.
         """
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
@@ -289,9 +291,12 @@ class QueueStore(Protocol):
         stored messages (taken from ``cache`` when there, and added to it when read)."""
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
+                     drained: int | None = None) -> bool:
         """Record a call's outcome, enqueue ``relay`` (status messages) and release the lease, atomically.
-        The settled deliveries were queued since ``since``.
+        The settled deliveries were queued since ``since``. ``drained`` is the claim's
+        ``arrivals`` when the caller took everything that was pending: the queue then goes idle
+        (dip.queue.IDLE) unless something was enqueued on it since the claim.
 
         Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
         """

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dip.queue import DeliveryKind, DeliveryState, queue_interface
+from dip.queue import IDLE, DeliveryKind, DeliveryState, queue_interface
 from dip.store.base import Claim, DeliveryRow, PendingDelivery, Settlement, by_outcome
 from dip.store.message_cache import MessageCache, StoredMessage
 
@@ -28,6 +28,7 @@ class _Queue:
     lease_owner: str | None = None
     lease_until: int | None = None
     delivered_through: int = 0
+    arrivals: int = 0
 
 
 @dataclass
@@ -70,13 +71,17 @@ class InMemoryQueues:
         self._enqueue(rows, now)
 
     def _enqueue(self, rows: list[DeliveryRow], now: int) -> None:
-        for r in rows:
-            q = self.queues.get(r.queue)
+        for name in dict.fromkeys(r.queue for r in rows):  # as upsert_queue: one arrival a queue
+            q = self.queues.get(name)
             if q is None:
-                self.queues[r.queue] = _Queue(r.recipient_id, queue_interface(r.queue), now)
-            elif q.retries == 0 and now < q.next_attempt_at:
+                recipient = next(r.recipient_id for r in rows if r.queue == name)
+                self.queues[name] = _Queue(recipient, queue_interface(name), now)
+                continue
+            q.arrivals += 1
+            if q.retries == 0 and now < q.next_attempt_at:
                 q.next_attempt_at = now
-            self.deliveries.append(_Delivery(len(self.deliveries) + 1, r))
+        first = len(self.deliveries) + 1
+        self.deliveries.extend([_Delivery(first + i, r) for i, r in enumerate(rows)])
 
     async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
         return False
@@ -85,6 +90,7 @@ class InMemoryQueues:
         for q in self.queues.values():
             if q.recipient_id == recipient_id and q.retries == 0 and q.next_attempt_at > now:
                 q.next_attempt_at = now
+                q.arrivals += 1
 
     def _pending(self, queue: str, since: int | None = None) -> list[_Delivery]:
         mark = self.queues[queue].delivered_through
@@ -92,15 +98,14 @@ class InMemoryQueues:
                 if d.row.queue == queue and d.state == DeliveryState.PENDING and d.id > mark
                 and (since is None or d.row.accepted_at >= since)]
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         due = sorted((q.next_attempt_at, name) for name, q in self.queues.items()
-                     if q.next_attempt_at <= now and (q.lease_until is None or q.lease_until < now)
-                     and self._pending(name, since))
+                     if q.next_attempt_at <= now and (q.lease_until is None or q.lease_until < now))
         claims = []
         for _, name in due[:limit]:
             q = self.queues[name]
             q.lease_owner, q.lease_until = owner, now + lease
-            claims.append(Claim(name, q.recipient_id, q.interface_id, q.retries))
+            claims.append(Claim(name, q.recipient_id, q.interface_id, q.retries, q.arrivals))
         return claims
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
@@ -115,7 +120,8 @@ class InMemoryQueues:
         return out
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
+                     drained: int | None = None) -> bool:
         q = self.queues[queue]
         if q.lease_owner != owner:
             return False
@@ -130,7 +136,9 @@ class InMemoryQueues:
             for d in self.deliveries[run.first_id - 1:run.last_id]:
                 if d.row.queue == queue and d.state == DeliveryState.PENDING:
                     d.last_status, d.last_error, d.done_at = run.status, run.note, now
-        q.next_attempt_at, q.retries, q.lease_owner, q.lease_until = next_attempt_at, retries, None, None
+        idle = drained is not None and drained == q.arrivals
+        q.next_attempt_at, q.retries, q.lease_owner, q.lease_until = (IDLE if idle else next_attempt_at, retries,
+                                                                      None, None)
         q.delivered_through = max(q.delivered_through, max((r.last_id for r in runs), default=0))
         self._enqueue(relay, now)
         return True

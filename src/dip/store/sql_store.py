@@ -20,7 +20,7 @@ from typing import Any
 
 from dip import ids
 from dip.exceptions import StoreError, UniqueViolation
-from dip.queue import UNDELIVERED, DeliveryState, queue_interface
+from dip.queue import IDLE, UNDELIVERED, DeliveryState, queue_interface
 from dip.store import partitions
 from dip.store.archive import (
     SEARCH_DRIVERS,
@@ -355,9 +355,9 @@ class SqlStore:
             await tx.write(self.q.make_due, now, recipient_id)
             await tx.notify(DELIVERIES)
 
-    async def claim(self, owner: str, now: int, lease: int, limit: int, since: int | None = None) -> list[Claim]:
+    async def claim(self, owner: str, now: int, lease: int, limit: int) -> list[Claim]:
         async with self.db.transaction() as tx:
-            rows = await tx.fetch(self.q.claim, owner, now + lease, now, limit, ALL_TIME[0] if since is None else since)
+            rows = await tx.fetch(self.q.claim, owner, now + lease, now, limit)
         return [Claim._make(r) for r in rows]
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
@@ -380,7 +380,8 @@ class SqlStore:
         return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
-                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None) -> bool:
+                     retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
+                     drained: int | None = None) -> bool:
         q = self.q
         async with self.db.transaction() as tx:
             if await tx.fetchval(q.lease_holder, queue) != owner:
@@ -394,7 +395,7 @@ class SqlStore:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
             await tx.write(q.release_queue, next_attempt_at, retries, max((r.last_id for r in runs), default=0),
-                             queue)
+                           queue, drained, IDLE)
             if relay:
                 await self._enqueue(tx, relay, now)
         return True

@@ -161,30 +161,30 @@ ON CONFLICT (mpan, role, effective_from) DO UPDATE SET participant_id = excluded
 -- Delivery queues
 
 -- name: upsert_queue
--- a queue's next attempt moves to now unless its head is backing off (retries > 0)
+-- a queue's next attempt moves to now unless its head is backing off (retries > 0); an idle
+-- queue's is far ahead, so it wakes. The arrival is counted for release_queue.
 INSERT INTO queues (queue, recipient_id, interface_id, next_attempt_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (queue) DO UPDATE SET next_attempt_at = CASE
+ON CONFLICT (queue) DO UPDATE SET arrivals = queues.arrivals + 1, next_attempt_at = CASE
     WHEN queues.retries = 0 AND excluded.next_attempt_at < queues.next_attempt_at THEN excluded.next_attempt_at
     ELSE queues.next_attempt_at END;
 
 -- name: make_due
-UPDATE queues SET next_attempt_at = $1 WHERE recipient_id = $2 AND retries = 0 AND next_attempt_at > $1;
+UPDATE queues SET next_attempt_at = $1, arrivals = arrivals + 1
+WHERE recipient_id = $2 AND retries = 0 AND next_attempt_at > $1;
 
 -- name: claim
--- a scalar subquery, not EXISTS: EXISTS may be planned as a join that reads every delivery of
--- the queue; this probes the (queue, id) index once per due queue. A pending delivery is never
--- older than $5 (the dead-letter deadline and a margin: dip.egress.retry): on PostgreSQL that
--- keeps the probe to the days since.
+-- due queues only: a queue that was found drained is idle (dip.queue.IDLE) until an enqueue wakes
+-- it, so the claim never reads deliveries (on PostgreSQL a probe for pending work planned over
+-- every day's partition, and in a partition with stale statistics walked the ID index: 90 ms)
 UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN (
     SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
-    AND (SELECT d.id FROM deliveries d WHERE d.queue = queues.queue AND d.state = 'pending' AND d.accepted_at >= $5
-         AND d.id > queues.delivered_through ORDER BY d.id LIMIT 1) IS NOT NULL
     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-RETURNING queue, recipient_id, interface_id, retries;
+RETURNING queue, recipient_id, interface_id, retries, arrivals;
 
 -- name: pending
--- a queue's next deliveries, above its watermark, queued since $3 (as in claim; the stored
--- messages are read apart: stored_messages)
+-- a queue's next deliveries, above its watermark, queued since $3 (RetryPolicy.oldest_pending:
+-- on PostgreSQL that keeps the read to the days since; the stored messages are read apart:
+-- stored_messages)
 SELECT d.id, d.transaction_id, d.recipient_id, d.role, d.kind, d.accepted_at, d.attempts, d.body, d.replay_id
 FROM deliveries d
 WHERE d.queue = $1 AND d.state = 'pending' AND d.accepted_at >= $3
@@ -204,7 +204,12 @@ INSERT INTO delivery_calls (queue, last_id, first_id, messages, status, note, do
 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING;
 
 -- name: release_queue
-UPDATE queues SET next_attempt_at = $1, retries = $2, lease_owner = NULL, lease_until = NULL,
+-- next attempt $1; a caller that took everything pending passes the arrivals it claimed at ($5):
+-- the queue goes idle ($6) unless something was enqueued since (read committed: an enqueue that
+-- committed before the claim was visible to the pending read, one after it moved the count)
+UPDATE queues SET next_attempt_at = CASE WHEN arrivals = $5 THEN CAST($6 AS BIGINT) ELSE CAST($1 AS BIGINT) END,
+    retries = $2,
+    lease_owner = NULL, lease_until = NULL,
     delivered_through = CASE WHEN delivered_through > $3 THEN delivered_through ELSE $3 END
 WHERE queue = $4;
 
