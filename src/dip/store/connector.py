@@ -82,6 +82,11 @@ class Database(Reader, Protocol):
         """Where reads over the whole archive run (a search with no time range): PostgreSQL
         plans them once per connection instead of over every partition at each run."""
 
+    def dated(self) -> Reader:
+        """Where reads run whose parameters name the days they read (a lookup within the days a
+        transaction ID names): PostgreSQL plans each for its values, over those days' partitions
+        only, and never builds a plan over every partition for them."""
+
     async def warm(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run these (wide reads) once where they will run, so their first real run is not slow."""
 

@@ -125,7 +125,8 @@ class SqlStore:
         """Rows of ``sql`` (whose first column is the transaction ID; its parameters: the IDs,
         the time from which, and with ``until`` the time until which), read first within
         ``received`` when the caller knows it, then within the days the IDs name, then over all
-        time, each time for the IDs that found nothing yet."""
+        time, each time for the IDs that found nothing yet. The bounded reads are planned for
+        their days (Database.dated), the read over all time once per connection (Database.wide)."""
         ranges = [r for r in (received if self.db.partitioned else None, self._received(transaction_ids), ALL_TIME)
                   if r is not None]
         rows: list[Row] = []
@@ -133,7 +134,8 @@ class SqlStore:
         for n, (low, high) in enumerate(ranges):
             if n and (low, high) == ranges[n - 1]:
                 continue
-            rows += await self.db.fetch(sql, wanted, low, *((high,) if until else ()))
+            reader = self.db.wide() if (low, high) == ALL_TIME else self.db.dated()
+            rows += await reader.fetch(sql, wanted, low, *((high,) if until else ()))
             wanted = sorted(set(wanted) - {r[0] for r in rows})
             if not wanted or (low, high) == ALL_TIME:
                 break

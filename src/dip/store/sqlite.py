@@ -229,6 +229,9 @@ class SqliteDatabase(_Reads):
     def wide(self) -> Reader:
         return self  # no partitions: a read over the whole archive is like any other
 
+    def dated(self) -> Reader:
+        return self
+
     async def warm(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Nothing to warm."""
 
