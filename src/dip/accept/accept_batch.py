@@ -112,9 +112,10 @@ class AcceptBatch:
         except _BatchRejected:
             return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
         except UniqueViolation:
-            # A concurrent batch stored one of these references between our check and our write,
-            # and the transaction was rolled back: judge again and store in one go (that path
-            # re-checks inside its own transaction and retries).
+            # One of these references is taken: by a message stored before (PostgreSQL writes a
+            # batch without looking its references up first: MessageBatch.add) or by a concurrent
+            # batch. The transaction was rolled back: judge again and store in one go (that path
+            # looks the references up inside its own transaction and leaves the taken ones out).
             registry = await registry_view(self._registry, channel, checked)
             verdicts = judge(channel, directory, caller, checked, raws, now, micros(now), registry,
                              self._settings.dip_id)

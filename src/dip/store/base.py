@@ -168,6 +168,11 @@ class MessageBatch(Protocol):
         MPAN registry changes of ``rows[i]``; they are stored with it, or left out with it.
         Returns the indexes (into ``rows``) of the rows left out. Nothing is durable until the
         batch's context exits without an exception; an exception discards it.
+
+        Where rows are written as they are added (PostgreSQL), the references' unique index
+        does the check as they are written: a row whose reference is taken raises
+        UniqueViolation instead of being left out, and the caller stores the batch again with
+        ``insert_messages``, which leaves such rows out.
         """
 
 
