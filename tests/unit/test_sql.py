@@ -101,12 +101,18 @@ def test_the_store_runs_no_sql_outside_the_file() -> None:
     assert not re.search(r'"(SELECT|INSERT|UPDATE|DELETE) ', source)
 
 
+# planned at every run (SqlStore.stored_messages reads through Database.dated, never the wide
+# pool's kept plans), where a join was planned as a scan of the day's partition for each ID
+PLANNED_EACH_RUN = {"stored_messages"}
+
+
 def test_list_parameters_are_joined_never_tested_with_any() -> None:
     """``= ANY($n)`` under a plan PostgreSQL cached while a table was small tests every row against
-    the whole list, for ever after (docs/architecture.md, "Stores"): lists are joined (unnest)."""
+    the whole list, for ever after (docs/architecture.md, "Stores"): lists are joined (unnest),
+    except in statements planned at every run."""
     for name, sql in queries.parse(
             resources.files("dip.store").joinpath("sql", "queries.sql").read_text(encoding="utf-8")).items():
-        assert not re.search(r"ANY\s*\(", sql, re.IGNORECASE), name
+        assert (name in PLANNED_EACH_RUN) == bool(re.search(r"ANY\s*\(", sql, re.IGNORECASE)), name
 
 
 def test_each_selection_is_driven_by_the_index_it_is_named_for() -> None:

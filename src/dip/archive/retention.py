@@ -43,13 +43,22 @@ class Purged:
     requeues: int = 0
     replay_pages: int = 0
     finished: bool = True  # False: stopped at the time budget, more to do
+    seconds: dict[str, float] = field(default_factory=dict)  # by step: where a run's time went
 
     def summary(self) -> str:
         per_class = ", ".join(f"{n} of {days} days" for days, n in sorted(self.messages.items()) if n)
+        steps = ", ".join(f"{step} {s:.2f}" for step, s in self.seconds.items())
         return (f"messages {sum(self.messages.values())}{f' ({per_class})' if per_class else ''}, "
                 f"deliveries {self.deliveries}, dead-lettered {self.swept}, partitions made {self.partitions}, "
                 f"references {self.references}, calls {self.calls}, requeues {self.requeues}, "
-                f"replay pages {self.replay_pages}{'' if self.finished else '; more to do'}")
+                f"replay pages {self.replay_pages}{'' if self.finished else '; more to do'}"
+                f"{f' [seconds: {steps}]' if steps else ''}")
+
+    def timed(self, step: str, since: float) -> float:
+        """Add the time since ``since`` (time.monotonic) to ``step``; the time now."""
+        now = time.monotonic()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - since
+        return now
 
 
 class Retention:
@@ -63,11 +72,14 @@ class Retention:
     async def purge(self, now: int, budget_seconds: float = 60.0) -> Purged:
         """Purge what is older than its retention at ``now`` (microseconds; a test may move it),
         stopping after ``budget_seconds`` (the next run goes on)."""
-        stop_at = time.monotonic() + budget_seconds
+        t = time.monotonic()
+        stop_at = t + budget_seconds
         done = Purged()
         done.partitions = await self.store.prepare_archive(now - DAY, now + AHEAD_DAYS * DAY)
+        t = done.timed("prepare", t)
         oldest = self.policy.oldest_pending(now / 1_000_000)
         done.swept = await self.store.sweep_stale(oldest - SWEPT_DAYS * DAY, oldest, now)
+        t = done.timed("sweep", t)
         classes = set(await self.store.retention_classes())
         classes.update(c.definition.retentionDays for c in self.lookups.catalogue.channels.values())
         for days in sorted(classes):
@@ -83,6 +95,7 @@ class Retention:
                     done.finished = False
                     break
             done.messages[days] = total
+            t = done.timed("purge", t)
             if not done.finished:
                 return done
         longest = now - max(classes) * DAY
@@ -95,4 +108,5 @@ class Retention:
             done.calls += n
         done.requeues = await self.store.purge_requeues(now - REQUEUE_DAYS * DAY)
         done.replay_pages = await self.store.drop_expired_replay_pages(now)
+        done.timed("bookkeeping", t)
         return done

@@ -121,12 +121,13 @@ class SqlStore:
         return partitions.start_of(min(known)), partitions.start_of(max(known)) + partitions.DAY
 
     async def _hinted(self, sql: str, transaction_ids: list[str], until: bool = True,
-                      received: tuple[int, int] | None = None) -> list[Row]:
+                      received: tuple[int, int] | None = None, wide: bool = True) -> list[Row]:
         """Rows of ``sql`` (whose first column is the transaction ID; its parameters: the IDs,
         the time from which, and with ``until`` the time until which), read first within
         ``received`` when the caller knows it, then within the days the IDs name, then over all
         time, each time for the IDs that found nothing yet. The bounded reads are planned for
-        their days (Database.dated), the read over all time once per connection (Database.wide)."""
+        their days (Database.dated), the read over all time once per connection (Database.wide),
+        or, without ``wide``, at every run too (a statement no cached plan may keep)."""
         ranges = [r for r in (received if self.db.partitioned else None, self._received(transaction_ids), ALL_TIME)
                   if r is not None]
         rows: list[Row] = []
@@ -134,7 +135,7 @@ class SqlStore:
         for n, (low, high) in enumerate(ranges):
             if n and (low, high) == ranges[n - 1]:
                 continue
-            reader = self.db.wide() if (low, high) == ALL_TIME else self.db.dated()
+            reader = self.db.wide() if wide and (low, high) == ALL_TIME else self.db.dated()
             rows += await reader.fetch(sql, wanted, low, *((high,) if until else ()))
             wanted = sorted(set(wanted) - {r[0] for r in rows})
             if not wanted or (low, high) == ALL_TIME:
@@ -378,7 +379,7 @@ class SqlStore:
 
     async def stored_messages(self, transaction_ids: list[str],
                               received: tuple[int, int] | None = None) -> dict[str, StoredMessage]:
-        rows = await self._hinted(self.q.stored_messages, transaction_ids, received=received)
+        rows = await self._hinted(self.q.stored_messages, transaction_ids, received=received, wide=False)
         return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,

@@ -45,6 +45,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # a list parameter joined as a table: SQLite has no arrays; the list is bound as JSON text
     # (see _bound) and json_each reads it back as rows
     (re.compile(r"unnest\(\$(\d+)::\w+\[\]\) AS (\w+)\((\w+)\)"), r"(SELECT value AS \3 FROM json_each($\1)) AS \2"),
+    (re.compile(r"= ANY\(\$(\d+)::\w+\[\]\)"), r"IN (SELECT value FROM json_each($\1))"),
     # one writer at a time: a write transaction already keeps every other claimer out
     (re.compile(r"\s+FOR UPDATE( SKIP LOCKED)?"), ""),
     # numbered placeholders: SQLite's ?NNN binds the NNN-th parameter, as $NNN does
