@@ -21,7 +21,9 @@ never from input.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from dip.exceptions import StoreError
@@ -31,8 +33,13 @@ DAY = 86_400_000_000  # microseconds
 AHEAD_DAYS = 3  # days made ahead of today: the job runs far more often than that
 TABLES = {"messages": "received_at", "deliveries": "accepted_at"}  # table: its time column
 _LOCK = 7_360_202  # pg_advisory_xact_lock key: one node changes the partitions at a time
-_LOCK_TIMEOUT = "500ms"
-_DROP_ATTEMPTS = 5  # a drop that keeps timing out is left for the next run
+_LOCK_TIMEOUT = "500ms"  # making partitions: may wait a little for a busy class
+# Dropping one waits in the lock queue of its class's table, and every read or write of the
+# class queues behind it while it waits: it gives up soon and tries again between busy moments,
+# so ingest is held for at most this long
+_DROP_LOCK_TIMEOUT = "100ms"
+_DROP_ATTEMPTS = 10  # a drop that keeps timing out is left for the next run
+log = logging.getLogger("dip.store")
 _DAY_NAME = re.compile(r"^(messages|deliveries)_r(\d+)_d(\d{8})$")
 
 
@@ -148,17 +155,22 @@ async def drop(db: Database, name: str) -> int:
     if estimate is None:
         return 0  # another node dropped it
     rows = int(estimate) if estimate >= 0 else int(await db.fetchval(f"SELECT count(*) FROM {name}"))
+    started = time.monotonic()
     for attempt in range(_DROP_ATTEMPTS):
         try:
             async with db.transaction() as tx:
-                await tx.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                await tx.execute(f"SET LOCAL lock_timeout = '{_DROP_LOCK_TIMEOUT}'")
                 await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 if await tx.fetchval("SELECT to_regclass($1)", name) is None:
                     return 0  # another node dropped it
                 await tx.execute(f"DROP TABLE {name}")
+            log.info("dropped %s (%d rows) in %.3f s, %d wait(s) for its lock", name, rows,
+                     time.monotonic() - started, attempt)
             return rows
         except StoreError as exc:
             if "lock timeout" not in str(exc):
                 raise
-            await asyncio.sleep(0.2 * (attempt + 1))  # between the busy moments of its class
+            await asyncio.sleep(0.05 * (attempt + 1))  # between the busy moments of its class
+    log.warning("could not drop %s: its class was busy for %.1f s; the next retention run drops it", name,
+                time.monotonic() - started)
     return -1
