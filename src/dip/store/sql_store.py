@@ -443,6 +443,8 @@ class SqlStore:
         driver = self._driver(selection)
         if driver == "time":
             return await self._select_by_time(selection, after, limit)
+        if driver == "mpan":
+            return await self._select_by_mpan(selection, after, limit)
         sql = getattr(self.q, f"selection_by_{driver}")
         return [Selected._make(r) for r in await self.db.fetch(sql, *self._selection_args(selection, after, limit))]
 
@@ -464,6 +466,40 @@ class SqlStore:
             if len(candidates) < step:
                 break
             after = (candidates[-1].accepted_at, candidates[-1].id)
+        return found
+
+    async def _select_by_mpan(self, s: Selection, after: tuple[int, int], limit: int) -> list[Selected]:
+        """The MPAN's messages in order, in steps: a step reads the next ones by the MPAN's index
+        alone (all of the last microsecond it reaches, so a batch is never split), then their
+        original deliveries to the queue, by transaction ID within the step's span."""
+        assert s.mpan is not None
+        found: list[Selected] = []
+        low = max(s.start, after[0])  # the cursor's own microsecond may hold more after its delivery
+        while len(found) < limit:
+            messages = [(r[0], int(r[1])) for r in await self.db.fetch(
+                self.q.mpan_messages, s.mpan, low, s.end, s.event_code, s.version, limit)]
+            if not messages:
+                break
+            full = len(messages) == limit
+            last = messages[-1][1]
+            if full:
+                messages = [m for m in messages if m[1] != last] + [(r[0], int(r[1])) for r in await self.db.fetch(
+                    self.q.mpan_messages_at, s.mpan, last, s.event_code, s.version)]
+            received = dict(messages)
+            # a day at a time: each ID is looked for only in its own day's partitions (all of a
+            # month's IDs over a month's partitions was 1.1 million index probes for 18,678)
+            by_day: dict[int, list[tuple[str, int]]] = {}
+            for m in messages:
+                by_day.setdefault(m[1] // partitions.DAY, []).append(m)
+            rows = [r for day in by_day.values() for r in await self.db.dated().fetch(
+                self.q.queue_originals_of, s.queue, [m[0] for m in day], day[0][1], day[-1][1])]
+            step = sorted((c for c in map(Selected._make, rows)
+                           if c.accepted_at == received[c.transaction_id] and (c.accepted_at, c.id) > after),
+                          key=lambda c: (c.accepted_at, c.id))
+            found += step[:limit - len(found)]
+            if not full or last >= s.end:
+                break
+            low = last + 1
         return found
 
     async def count_selected(self, selection: Selection) -> int:
