@@ -122,8 +122,8 @@ def test_each_selection_is_driven_by_the_index_it_is_named_for() -> None:
     q = queries.load(translate)
     drivers = {"time": "deliveries_archive (queue=?", "mpan": "messages_mpan (mpan=?", "ids": "json_each"}
     for driver, index in drivers.items():
-        names = ("queue_originals", "count_by_time") if driver == "time" else (f"selection_by_{driver}",
-                                                                               f"count_by_{driver}")
+        names = {"time": ("queue_originals", "count_by_time"), "mpan": ("mpan_messages", "mpan_messages_at"),
+                 "ids": ("selection_by_ids", "count_by_ids")}[driver]
         for name in names:
             sql = getattr(q, name)
             marks = {int(m) for m in re.findall(r"\?(\d+)", sql)}

@@ -268,12 +268,13 @@ ORDER BY d.id LIMIT $5;
 -- A selection is a recipient's original deliveries on one channel (its queue, $1), in
 -- acceptance order (accepted_at, id) after a cursor ($2, $3), accepted from $4 to $5 inclusive,
 -- narrowed by event code ($6), MPAN ($7) and schema version ($8), at most $9 of them. An
--- original's accepted_at is its message's received_at. The three statements differ only in
--- what drives them: the queue's archive index, the MPAN's index, or a list of transaction IDs;
--- where another drives, "d.queue || ''" keeps SQLite from reading the queue's whole range (with
--- no statistics it rates (queue, accepted_at) above the transaction ID's index). Each statement
--- bounds both tables' times, and joins an original to its message on the time too: PostgreSQL
--- then reads only the days in range, and for each row only its day.
+-- original's accepted_at is its message's received_at. What drives a selection: the queue's
+-- archive index (by time: queue_originals, then selection_matching), the MPAN's index (in two
+-- steps too: mpan_messages, then queue_originals_of a day at a time), or a list of transaction
+-- IDs (one statement); where another drives, "d.queue || ''" keeps SQLite from reading the
+-- queue's whole range (with no statistics it rates (queue, accepted_at) above the transaction
+-- ID's index). Each statement bounds its tables' times: PostgreSQL then reads only the days in
+-- range.
 
 -- name: _selected
 SELECT d.id, d.accepted_at, d.transaction_id, d.role, d.kind, d.retention_days
@@ -286,14 +287,6 @@ WHERE d.queue = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
   AND m.received_at >= $4 AND m.received_at <= $5
   AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($7 AS TEXT) IS NULL OR m.mpan = $7)
   AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
-ORDER BY d.accepted_at, d.id LIMIT $9;
-
--- name: _selection_by_mpan
-{_selected}
-FROM messages m CROSS JOIN deliveries d
-WHERE m.mpan = $7 AND m.received_at >= $4 AND m.received_at <= $5 AND d.transaction_id = m.transaction_id
-  AND d.accepted_at = m.received_at AND d.accepted_at >= $4 AND d.accepted_at <= $5 AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL AND (d.accepted_at, d.id) > ($2, $3)
-  AND (CAST($6 AS TEXT) IS NULL OR m.event_code = $6) AND (CAST($8 AS TEXT) IS NULL OR m.schema_version = $8)
 ORDER BY d.accepted_at, d.id LIMIT $9;
 
 -- name: _selection_by_ids
@@ -354,9 +347,6 @@ FROM deliveries d
 WHERE d.transaction_id = ANY($2::text[]) AND d.queue || '' = $1 AND d.replay_id IS NULL AND d.redrive_of IS NULL
   AND d.accepted_at >= $3 AND d.accepted_at <= $4;
 
--- name: selection_by_mpan
-{_selection_by_mpan};
-
 -- name: selection_by_ids
 {_selection_by_ids};
 
@@ -364,8 +354,6 @@ WHERE d.transaction_id = ANY($2::text[]) AND d.queue || '' = $1 AND d.replay_id 
 -- how many a selection holds (requeue's totalTransactions): the same, no cursor, no limit
 SELECT count(*) FROM ({_selection_by_time}) AS s;
 
--- name: count_by_mpan
-SELECT count(*) FROM ({_selection_by_mpan}) AS s;
 
 -- name: count_by_ids
 SELECT count(*) FROM ({_selection_by_ids}) AS s;
