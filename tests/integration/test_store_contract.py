@@ -286,6 +286,44 @@ async def test_a_drained_queue_is_idle_until_something_is_enqueued(store: Store)
     assert [c.queue for c in await store.claim("node-a", NOW + 10, 30_000_000, 10)] == [queue]
 
 
+async def test_a_queue_remembers_how_far_back_its_pending_deliveries_go(store: Store) -> None:
+    """A read looks back to the oldest acceptance the queue's last read saw (less the ingest
+    skew), not to the dead-letter deadline; the floor never moves back."""
+    from dip.egress.retry import ENQUEUE_SKEW, RetryPolicy
+    from dip.store import Settlement
+
+    queue, policy = "1400000001|IF-021", RetryPolicy()
+    await store.insert_messages([row(n) for n in range(1, 4)])
+    await store.enqueue([delivery(1), delivery(2)], NOW)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == 0  # never read: the read looks back to the dead-letter floor
+    assert policy.read_from(NOW / 1e6, claim.pending_floor) == policy.oldest_pending(NOW / 1e6)
+    one, two = await store.pending(queue, 10, since=policy.read_from(NOW / 1e6, claim.pending_floor))
+    # one delivered, the other to be tried again: the floor is the oldest the call read
+    assert await store.settle(queue, "node-a", [Settlement(one.id, "delivered", 201, None),
+                                                Settlement(two.id, "pending", 503, "busy")],
+                              NOW, 1, [], NOW, since=one.accepted_at)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == NOW + 1
+    since = policy.read_from(NOW / 1e6, claim.pending_floor)
+    assert since == NOW + 1 - int(ENQUEUE_SKEW * 1_000_000)
+    # a delivery enqueued after the read, accepted within the skew before the floor, is read
+    await store.enqueue([DeliveryRow(queue, row(3).transaction_id, "1400000001", "MDS", "always", NOW - 60_000_000)],
+                        NOW)
+    assert [p.transaction_id for p in await store.pending(queue, 10, since=since)] == [
+        row(2).transaction_id, row(3).transaction_id]
+    assert await store.settle(queue, "node-a", [Settlement(two.id, "delivered", 201, None)], NOW, 0, [], NOW,
+                              since=two.accepted_at)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == NOW + 2
+    # a call that read nothing, or older deliveries than the floor, leaves it where it is
+    assert await store.settle(queue, "node-a", [], NOW, 0, [], NOW)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert await store.settle(queue, "node-a", [], NOW, 0, [], NOW, since=NOW - 60_000_000)
+    (claim,) = await store.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == NOW + 2
+
+
 async def test_concurrent_claims_never_share_a_queue(store: Store) -> None:
     await store.insert_messages([row(i) for i in range(40)])
     await store.enqueue([delivery(i, queue=f"{1400000000 + i}|IF-021") for i in range(40)], NOW)

@@ -90,3 +90,19 @@ async def test_a_drained_queue_is_idle_until_an_arrival_even_one_during_the_call
     await queues.enqueue([delivery(3)], NOW + 2)  # arrives while the call is out
     assert await queues.settle(QUEUE, "node-a", [], NOW + 3, 0, [], NOW + 3, drained=claim.arrivals)
     assert [c.queue for c in await queues.claim("node-a", NOW + 3, 30_000_000, 10)] == [QUEUE]
+
+
+async def test_the_pending_floor_is_the_oldest_the_last_read_saw_and_never_moves_back() -> None:
+    queues = fake(2)
+    await queues.enqueue([delivery(1), delivery(2)], NOW)
+    (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == 0
+    one, two = await queues.pending(QUEUE, 10)
+    assert await queues.settle(QUEUE, "node-a", [Settlement(one.id, DeliveryState.DELIVERED, 201, None)], NOW, 0,
+                               [], NOW, since=one.accepted_at)
+    (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == NOW + 1
+    assert await queues.settle(QUEUE, "node-a", [], NOW, 0, [], NOW, since=NOW - 5)
+    (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
+    assert claim.pending_floor == NOW + 1
+    assert [p.transaction_id for p in await queues.pending(QUEUE, 10, since=claim.pending_floor)] == ["T-2"]

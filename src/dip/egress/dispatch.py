@@ -97,20 +97,21 @@ class Dispatcher:
             # attempt, so the first call after a registration is not held back by a long backoff
             # (a registration also makes the recipient's queues due at once)
             pending = await ctx.queues.pending(claim.queue, _NO_WEBHOOK_FETCH, ctx.messages,
-                                               ctx.policy.oldest_pending(now))
+                                               ctx.policy.read_from(now, claim.pending_floor))
             settlements, relay = self._dead_letters(claim, pending, now, is_status)
             next_at = now + min(ctx.policy.max_delay, _NO_WEBHOOK_RECHECK)
-            await self._settle(claim, settlements, _micros(next_at), claim.retries, relay, drained=not pending)
+            await self._settle(claim, settlements, _micros(next_at), claim.retries, relay, pending, drained=not pending)
             return
         held = ctx.breakers.hold(hook.url, now)
         if held is not None:
-            await self._settle(claim, [], _micros(held), claim.retries, [])
+            await self._settle(claim, [], _micros(held), claim.retries, [], [])
             return
         # the recipient's maxMessageCount is a ceiling; calls stay moderate so a slow call holds
         # little and the next one starts sooner (fetch, build and settle scale with the batch)
         started = time.perf_counter()
         limit = min(hook.max_message_count, ctx.max_batch)
-        pending = await ctx.queues.pending(claim.queue, limit, ctx.messages, ctx.policy.oldest_pending(now))
+        since = ctx.policy.read_from(now, claim.pending_floor)
+        pending = await ctx.queues.pending(claim.queue, limit, ctx.messages, since)
         fetched = time.perf_counter()
         settlements, relay = self._dead_letters(claim, pending, now, is_status)
         if not is_status:
@@ -119,7 +120,7 @@ class Dispatcher:
         dead = {st.id for st in settlements}
         alive = [p for p in pending if p.id not in dead]
         if not alive:
-            await self._settle(claim, settlements, _micros(), 0, relay, drained=len(pending) < limit)
+            await self._settle(claim, settlements, _micros(), 0, relay, pending, drained=len(pending) < limit)
             return
         elements = [p.body or b"{}" for p in alive] if is_status else self._publication_elements(claim, alive)
         batch, body = fit(alive, elements, hook.max_payload_kb * 1024)
@@ -131,7 +132,7 @@ class Dispatcher:
         more, more_relay, next_at, retries = self._outcome(claim, batch, result, time.time(), is_status)
         # everything pending went and the answer settled it (no retry): the queue goes idle
         drained = len(pending) < limit and len(batch) == len(alive) and retries == 0
-        await self._settle(claim, settlements + more, next_at, retries, relay + more_relay, drained)
+        await self._settle(claim, settlements + more, next_at, retries, relay + more_relay, pending, drained)
         log.debug("%s: %d message(s), %d bytes, HTTP %s; fetch %.3f s, build %.3f s, call %.3f s, settle %.3f s",
                   claim.queue, len(batch), len(body), result.status or result.error, fetched - started,
                   built - fetched, posted - built, time.perf_counter() - posted)
@@ -139,9 +140,10 @@ class Dispatcher:
     async def _answer(self, claim: Claim, handler: InternalHandler, now: float) -> None:
         """The DIP answers its own queue's messages: done (delivered), or tried again later."""
         ctx = self.ctx
-        pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages, ctx.policy.oldest_pending(now))
+        pending = await ctx.queues.pending(claim.queue, _INTERNAL_BATCH, ctx.messages,
+                                           ctx.policy.read_from(now, claim.pending_floor))
         if not pending:
-            await self._settle(claim, [], _micros(), 0, [], drained=True)
+            await self._settle(claim, [], _micros(), 0, [], pending, drained=True)
             return
         drained = len(pending) < _INTERNAL_BATCH
         try:
@@ -153,12 +155,12 @@ class Dispatcher:
                 why = "the DIP could not answer it in time"
                 settlements = [Settlement(p.id, DeliveryState.DEAD, None, why) for p in pending]
                 relay = [self.ctx.notices.from_dip(p, claim.recipient_id, why) for p in pending]
-                await self._settle(claim, settlements, _micros(), 0, relay, drained)
+                await self._settle(claim, settlements, _micros(), 0, relay, pending, drained)
                 return
-            await self._settle(claim, [], _micros(retry_at), claim.retries + 1, [])
+            await self._settle(claim, [], _micros(retry_at), claim.retries + 1, [], pending)
             return
         done = [Settlement(p.id, DeliveryState.DELIVERED, None, "answered by the DIP") for p in pending]
-        await self._settle(claim, done, _micros(), 0, [], drained)
+        await self._settle(claim, done, _micros(), 0, [], pending, drained)
 
     # -- applying the egress table -------------------------------------------------------------------
 
@@ -216,12 +218,13 @@ class Dispatcher:
         return settlements, relay, _micros(now), 0
 
     async def _settle(self, claim: Claim, settlements: list[Settlement], next_at: int, retries: int,
-                      relay: Sequence[DeliveryRow | None], drained: bool = False) -> None:
-        """Settle and release the queue; ``drained``: the call took everything pending, so the
-        queue goes idle unless something was enqueued on it since the claim."""
+                      relay: Sequence[DeliveryRow | None], read: Sequence[PendingDelivery],
+                      drained: bool = False) -> None:
+        """Settle and release the queue; ``read``: what the call read (settlements are of those;
+        their oldest acceptance is the queue's next floor); ``drained``: the call took everything
+        pending, so the queue goes idle unless something was enqueued on it since the claim."""
         rows = [r for r in relay if r is not None]
-        # the deliveries were read a call ago with the floor of then: a day's slack covers any call
-        since = self.ctx.policy.oldest_pending(time.time() - 86_400)
+        since = min((p.accepted_at for p in read), default=None)
         if not await self.ctx.queues.settle(claim.queue, self.owner, settlements, next_at, retries, rows, _micros(),
                                             since, claim.arrivals if drained else None):
             log.warning("lost the lease on %s before settling; another node will repeat the call", claim.queue)

@@ -24,6 +24,10 @@ _JITTER = random.Random()
 
 
 PENDING_MARGIN = 2 * 86_400.0  # seconds past the dead-letter deadline a queue read still looks
+# A delivery queued after another on the same queue (a higher ID: ingest locks the queue's row
+# until it commits) was accepted at most this long before it: the time a request takes from its
+# stamp to its commit, and the nodes' clocks, differ by far less
+ENQUEUE_SKEW = 3_600.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,12 @@ class RetryPolicy:
         no further back (on PostgreSQL: no older day partitions); the retention job dead-letters
         what a long outage left behind it."""
         return int((now - self.dead_letter_after - PENDING_MARGIN) * 1_000_000)
+
+    def read_from(self, now: float, pending_floor: int) -> int:
+        """Where a queue's read starts (microseconds): at its ``pending_floor`` (the oldest
+        acceptance its last read saw) less the skew, and never before ``oldest_pending``. On
+        PostgreSQL a read plans over the day partitions since: a day or two, not sixteen."""
+        return max(self.oldest_pending(now), pending_floor - int(ENQUEUE_SKEW * 1_000_000))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -61,6 +61,7 @@ class Claim(NamedTuple):
     interface_id: str
     retries: int  # consecutive failed attempts of the head so far
     arrivals: int  # enqueues the queue had counted when claimed: settle(drained=) compares them
+    pending_floor: int = 0  # no pending delivery of the queue was accepted before this (less the skew)
 
 
 class PendingDelivery(NamedTuple):
@@ -299,7 +300,10 @@ class QueueStore(Protocol):
                      retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
                      drained: int | None = None) -> bool:
         """Record a call's outcome, enqueue ``relay`` (status messages) and release the lease, atomically.
-        The settled deliveries were queued since ``since``. ``drained`` is the claim's
+        ``since`` is the oldest acceptance among the deliveries the call read (every settled one
+        was queued since), and becomes the queue's ``pending_floor`` (it never moves back: every
+        later delivery of the queue was accepted after, less ``dip.egress.retry.ENQUEUE_SKEW``).
+        ``drained`` is the claim's
         ``arrivals`` when the caller took everything that was pending: the queue then goes idle
         (dip.queue.IDLE) unless something was enqueued on it since the claim.
 

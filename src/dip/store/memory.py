@@ -29,6 +29,7 @@ class _Queue:
     lease_until: int | None = None
     delivered_through: int = 0
     arrivals: int = 0
+    pending_floor: int = 0
 
 
 @dataclass
@@ -105,7 +106,7 @@ class InMemoryQueues:
         for _, name in due[:limit]:
             q = self.queues[name]
             q.lease_owner, q.lease_until = owner, now + lease
-            claims.append(Claim(name, q.recipient_id, q.interface_id, q.retries, q.arrivals))
+            claims.append(Claim(name, q.recipient_id, q.interface_id, q.retries, q.arrivals, q.pending_floor))
         return claims
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
@@ -140,5 +141,6 @@ class InMemoryQueues:
         q.next_attempt_at, q.retries, q.lease_owner, q.lease_until = (IDLE if idle else next_attempt_at, retries,
                                                                       None, None)
         q.delivered_through = max(q.delivered_through, max((r.last_id for r in runs), default=0))
+        q.pending_floor = max(q.pending_floor, since or 0)
         self._enqueue(relay, now)
         return True

@@ -399,7 +399,7 @@ class SqlStore:
                 await tx.executemany(q.record_call, [(queue, r.last_id, r.first_id, r.messages, r.status, r.note, now)
                                                      for r in runs])
             await tx.write(q.release_queue, next_attempt_at, retries, max((r.last_id for r in runs), default=0),
-                           queue, drained, IDLE)
+                           queue, drained, IDLE, since or 0)
             if relay:
                 await self._enqueue(tx, relay, now)
         return True
@@ -598,10 +598,12 @@ class SqlStore:
         return await partitions.prepare(self.db, set(await self.retention_classes()), start, end)
 
     async def purge_expired(self, days: int, before: int, limit: int) -> tuple[int, int]:
-        if self.db.partitioned:  # every expired day at once, partition by partition: no row is deleted
+        if self.db.partitioned:  # every expired day at once, a day's partitions together: no row is deleted
+            await partitions.drop_leftovers(self.db)
             purged = {table: 0 for table in partitions.TABLES}
-            for name, _ in await partitions.expired(self.db, days, before):
-                purged[name.split("_", 1)[0]] += max(0, await partitions.drop(self.db, name))
+            for names in (await partitions.expired(self.db, days, before)).values():
+                for name, rows in (await partitions.drop(self.db, names)).items():
+                    purged[name.split("_", 1)[0]] += max(0, rows)
             return purged["messages"], purged["deliveries"]
         async with self.db.transaction() as tx:
             messages = await tx.execute(self.q.purge_messages, days, before, limit)

@@ -187,7 +187,7 @@ WHERE recipient_id = $2 AND retries = 0 AND next_attempt_at > $1;
 UPDATE queues SET lease_owner = $1, lease_until = $2 WHERE queue IN (
     SELECT queue FROM queues WHERE next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-RETURNING queue, recipient_id, interface_id, retries, arrivals;
+RETURNING queue, recipient_id, interface_id, retries, arrivals, pending_floor;
 
 -- name: pending
 -- a queue's next deliveries, above its watermark, queued since $3 (RetryPolicy.oldest_pending:
@@ -214,11 +214,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING;
 -- name: release_queue
 -- next attempt $1; a caller that took everything pending passes the arrivals it claimed at ($5):
 -- the queue goes idle ($6) unless something was enqueued since (read committed: an enqueue that
--- committed before the claim was visible to the pending read, one after it moved the count)
+-- committed before the claim was visible to the pending read, one after it moved the count).
+-- $7: the oldest acceptance among the deliveries the call read (0 when it read none), the floor
+-- of the queue's next read (migration 0014)
 UPDATE queues SET next_attempt_at = CASE WHEN arrivals = $5 THEN CAST($6 AS BIGINT) ELSE CAST($1 AS BIGINT) END,
     retries = $2,
     lease_owner = NULL, lease_until = NULL,
-    delivered_through = CASE WHEN delivered_through > $3 THEN delivered_through ELSE $3 END
+    delivered_through = CASE WHEN delivered_through > $3 THEN delivered_through ELSE $3 END,
+    pending_floor = CASE WHEN pending_floor > $7 THEN pending_floor ELSE CAST($7 AS BIGINT) END
 WHERE queue = $4;
 
 -- ---------------------------------------------------------------------------------------
