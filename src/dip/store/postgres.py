@@ -96,8 +96,13 @@ class PostgresDatabase(_Reads):
             # 25 µs a message of PostgreSQL's CPU end to end (docs/performance.md). The price of
             # "auto": at a statement's sixth run on each connection PostgreSQL builds a generic plan
             # once, to compare, over every partition (208 ms for a queue read at 1,522 partitions).
+            # No parallel workers for this pool's statements either: they are index reads of a
+            # few days, and where a day partition is large PostgreSQL plans a queue's read as a
+            # parallel scan whose two workers take 4-6 ms to start, for a read that takes 0.5 ms
+            # without them (measured on the 11-million-message archive, docs/performance.md).
             self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
-                                                   server_settings={"jit": "off"})
+                                                   server_settings={"jit": "off",
+                                                                    "max_parallel_workers_per_gather": "0"})
             # Reads over the whole archive (a search with no time range) cannot leave partitions
             # out when they are planned: a custom plan would plan over every partition at each
             # run (220 ms at 1,522), a generic plan once per connection, leaving partitions out
