@@ -97,7 +97,7 @@ async def test_the_pending_floor_is_the_oldest_the_last_read_saw_and_never_moves
     await queues.enqueue([delivery(1), delivery(2)], NOW)
     (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
     assert claim.pending_floor == 0
-    one, two = await queues.pending(QUEUE, 10)
+    one, _ = await queues.pending(QUEUE, 10)
     assert await queues.settle(QUEUE, "node-a", [Settlement(one.id, DeliveryState.DELIVERED, 201, None)], NOW, 0,
                                [], NOW, since=one.accepted_at)
     (claim,) = await queues.claim("node-a", NOW, 30_000_000, 10)
