@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 
 from dip.config import Settings
 from dip.exceptions import ConstraintViolation, StoreError, UniqueViolation, UnstorableValue
 from dip.queue import IDLE
+from dip.signing import generate_identity
 from dip.store import DeliveryRow, MessageRow, ParticipantRow, Store, open_store
 from dip.store.message_cache import MessageCache, StoredMessage
 from dip.store.sql_store import SqlStore
+from dip.tools.client import DipClient, Identity
+from dip.tools.samples import sample_payloads
 
 NOW = 1_790_000_000_000_000
 
@@ -96,6 +100,25 @@ async def test_messages_are_stored_and_duplicates_reported(store: Store) -> None
     assert await store.count_messages() == 3
     # the same reference from another sender is a different key
     assert await store.insert_messages([row(5, sender="1300000002", sur=row(1).sur)]) == []
+
+
+async def test_the_archive_keeps_payloads_compressed_and_reads_older_ones_as_they_were(store: Store) -> None:
+    """Payloads are most of the archive's size: they are kept compressed (payload_codec), every
+    read gives back the accepted bytes, and a message stored before compression still reads."""
+    assert isinstance(store, SqlStore)
+    client = DipClient("http://127.0.0.1:1", Identity("1300000001", "SDS", "", *generate_identity("1300000001"),
+                                                      "", "DEV"))
+    payload = orjson.dumps(sample_payloads(client, "IF-021", 1)[0])
+    message = row(1)._replace(payload=payload)
+    await store.insert_messages([message])
+    kept = bytes(await store.db.fetchval("SELECT payload FROM messages WHERE transaction_id = $1",
+                                         message.transaction_id))
+    assert len(kept) < len(payload) // 4, (len(kept), len(payload))
+    assert await store.get_message(message.transaction_id) == message
+    assert (await store.stored_messages([message.transaction_id]))[message.transaction_id].payload == payload
+    async with store.db.transaction() as tx:
+        await tx.execute("UPDATE messages SET payload = $1 WHERE transaction_id = $2", payload, message.transaction_id)
+    assert await store.get_message(message.transaction_id) == message
 
 
 async def test_concurrent_batches_store_a_reference_once(store: Store) -> None:

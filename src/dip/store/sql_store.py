@@ -21,7 +21,7 @@ from typing import Any
 from dip import ids
 from dip.exceptions import StoreError, UniqueViolation
 from dip.queue import IDLE, UNDELIVERED, DeliveryState, queue_interface
-from dip.store import partitions
+from dip.store import partitions, payload_codec
 from dip.store.archive import (
     SEARCH_DRIVERS,
     START,
@@ -295,7 +295,7 @@ class SqlStore:
         row = await self.db.fetchrow(self.q.message, transaction_id, low, high)
         if row is None and (low, high) != ALL_TIME:
             row = await self.db.fetchrow(self.q.message, transaction_id, *ALL_TIME)
-        return None if row is None else MessageRow._make((*row[:11], bytes(row[11]), *row[12:]))
+        return None if row is None else MessageRow._make((*row[:11], payload_codec.decode(bytes(row[11])), *row[12:]))
 
     async def count_messages(self) -> int:
         return int(await self.db.fetchval(self.q.count_messages))
@@ -381,7 +381,7 @@ class SqlStore:
     async def stored_messages(self, transaction_ids: list[str],
                               received: tuple[int, int] | None = None) -> dict[str, StoredMessage]:
         rows = await self._hinted(self.q.stored_messages, transaction_ids, received=received, wide=False)
-        return {r[0]: StoredMessage(bytes(r[1]), *r[2:]) for r in rows}
+        return {r[0]: StoredMessage(payload_codec.decode(bytes(r[1])), *r[2:]) for r in rows}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
@@ -712,7 +712,7 @@ class _Batch:
             records = [rows[i] for i in kept]
         if self._tx is not None:
             if records:
-                await self._tx.copy("messages", MESSAGE_COLUMNS, records)
+                await self._tx.copy("messages", MESSAGE_COLUMNS, _archived(records))
                 await self._tx.copy("sender_references", REFERENCE_COLUMNS, _references(records))
         else:
             self.rows.extend(records)
@@ -725,12 +725,17 @@ class _Batch:
     async def finish(self, tx: Connection) -> None:
         """Write what is left: gathered rows, then the deliveries, then the registry changes."""
         if self.rows:
-            await tx.copy("messages", MESSAGE_COLUMNS, self.rows)
+            await tx.copy("messages", MESSAGE_COLUMNS, _archived(self.rows))
             await tx.copy("sender_references", REFERENCE_COLUMNS, _references(self.rows))
         if self.deliveries:
             await self._store._enqueue(tx, self.deliveries, max(d.accepted_at for d in self.deliveries))
         if self.appointments:
             await self._store._put_appointments(tx, self.appointments)
+
+
+def _archived(rows: Sequence[MessageRow]) -> list[MessageRow]:
+    """The rows as the archive keeps them: payloads compressed (payload_codec)."""
+    return [r._replace(payload=payload_codec.encode(r.payload)) for r in rows]
 
 
 def _references(rows: Sequence[MessageRow]) -> list[tuple[str, str, str, int]]:
