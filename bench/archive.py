@@ -269,8 +269,11 @@ def run(store_name: str, messages: int, days: int, work: Path, reuse: bool = Fal
         out += ["  " + line for line in measure(dip, messages, days, now)]
         with AdminClient(dip, ADMIN_KEY) as admin:
             sds = admin.onboard(SDS, ["SDS"])
+        # the first batch also starts the validation workers and warms the schemas: the target
+        # compares the purge with a warm ingest (the faster figure, so the stricter test)
+        cold = ingest_seconds(dip, sds, 10_000)
         ten_k = ingest_seconds(dip, sds, 10_000)
-        out.append(f"  ingest of 10,000 messages: {ten_k:.2f} s")
+        out.append(f"  ingest of 10,000 messages: {ten_k:.2f} s warm ({cold:.2f} s the first time)")
         rates: list[float] = []
         stop = threading.Event()
 

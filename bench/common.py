@@ -74,7 +74,7 @@ def dip_server(database_url: str | None = None, extra: list[str] | None = None) 
     with tempfile.TemporaryDirectory(prefix="dip-bench-") as data_dir:
         extra_serve = os.environ.get("DIP_BENCH_SERVE_ARGS", "").split()
         args = [sys.executable, "-m", "dip.tools.cli", "serve", "--port", str(port), "--data-dir", data_dir,
-                "--log-level", "warning", "--demo", *extra_serve]
+                "--log-level", os.environ.get("DIP_BENCH_LOG_LEVEL", "warning"), "--demo", *extra_serve]
         if database_url:
             args += ["--database-url", database_url]
         args += extra or []

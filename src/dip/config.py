@@ -34,11 +34,21 @@ class Settings:
     service_ticket_url: str = "https://servicedesk.dip.invalid/ticket?transactionID={transactionID}"
     max_messages_per_call: int = 50_000
     max_body_bytes: int = 300 * 1024 * 1024
+    # the HTTP server's own limits (dip.ingress.server, docs/security.md "Connections")
+    max_connections: int = 10_000  # lowered to what the descriptor limit allows, less a reserve
+    idle_timeout_seconds: float = 5.0  # a connection's wait for its (next) request
+    header_timeout_seconds: float = 10.0  # the request line and headers, from their first byte
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    body_grace_seconds: float = 10.0  # after which a body must have come at min_body_rate on average
+    min_body_rate: float = 64 * 1024  # bytes a second
     signature_max_skew_seconds: float = 300
     rate_limit_messages_per_second: float = 0  # 0 = no limit
     rate_limit_burst: int = 100_000
     archive_rate_limit: float = 2.0  # replay, requeue and search requests per second per participant; 0 = none
     archive_burst: int = 20
+    status_rate_limit: float = 1_000.0  # status-message items relayed per second per reporter; 0 = none
+    status_burst: int = 50_000  # one full call
     replay_page_size: int = 50_000  # elements per replay answer (E2E 4.9); larger selections page
     retention_every_seconds: float = 600.0  # how often the purge runs (on one node at a time)
     jobs_poll_seconds: float = 5.0  # how often each node looks for due jobs
@@ -52,6 +62,8 @@ class Settings:
     webhook_timeout_seconds: float = field(default_factory=lambda: _env_float("DIP_WEBHOOK_TIMEOUT_SECONDS", 30))
     registry_cache_mpans: int = 500_000  # MPANs whose appointments each node keeps in memory
     delivery_lease_seconds: float | None = None  # how long a node holds a queue; None: webhook timeout + 30 s
+    delivery_concurrency: int = 64  # queues a delivery node works at once in its fast lane (dip.egress.worker)
+    delivery_slow_after_seconds: float = 1.0  # a call still running after this moves to the slow lane
     delivery_max_batch: int = 5_000  # messages per webhook call at most, whatever maxMessageCount allows
     delivery_cache_mb: int = 64  # stored messages (and half as much again of built copies) kept for other recipients
     deliver: bool = True  # run the delivery worker in this process
@@ -68,11 +80,23 @@ class Settings:
             # hexadecimal: the DIP sends messages of its own (IF-016), and a sender unique
             # reference holds its sender's ID in the official pattern's 10 hex digits
             raise ConfigurationError("--dip-id must be 10 hexadecimal characters (e.g. 0000000000)")
-        positive = (self.archive_rate_limit >= 0 and self.replay_page_size >= 1 and self.retention_every_seconds > 0
-                    and self.jobs_poll_seconds > 0)
+        positive = (self.archive_rate_limit >= 0 and self.status_rate_limit >= 0 and self.replay_page_size >= 1
+                    and self.retention_every_seconds > 0 and self.jobs_poll_seconds > 0)
         if not positive:
-            raise ConfigurationError("--archive-rate-limit must be 0 or more, and the replay page size and the "
+            raise ConfigurationError("--archive-rate-limit and --status-rate-limit must be 0 or more, and the "
+                                     "replay page size and the "
                                      "retention and job intervals positive")
+        if self.environment != "DEV" and not self.public_base_url:
+            # else a signature would be checked against the Host header, which the caller chooses:
+            # a request signed for another host would pass when sent with that Host
+            raise ConfigurationError("--public-base-url (DIP_PUBLIC_BASE_URL) is required outside DEV: the URL "
+                                     "participants call, which their signatures cover")
+        limits = (self.max_connections, self.idle_timeout_seconds, self.header_timeout_seconds,
+                  self.max_header_bytes, self.max_headers, self.body_grace_seconds, self.min_body_rate)
+        if not all(math.isfinite(v) and v > 0 for v in limits):
+            raise ConfigurationError("the connection limits (--max-connections, --idle-timeout-seconds, "
+                                     "--header-timeout-seconds, --max-header-bytes, --max-headers, "
+                                     "--body-grace-seconds, --min-body-rate) must be positive")
         if not 1 <= self.max_messages_per_call <= 1_000_000:
             raise ConfigurationError("--max-messages-per-call must be between 1 and 1,000,000")
         timing = (self.retry_initial_seconds, self.retry_max_seconds, self.dead_letter_after_seconds,
@@ -84,6 +108,9 @@ class Settings:
             raise ConfigurationError("--delivery-lease-seconds must be a positive number")
         if not (math.isfinite(self.delivery_poll_seconds) and self.delivery_poll_seconds > 0):
             raise ConfigurationError("--delivery-poll-seconds must be a positive number")
+        if self.delivery_concurrency < 1 or not (math.isfinite(self.delivery_slow_after_seconds)
+                                                 and self.delivery_slow_after_seconds > 0):
+            raise ConfigurationError("--delivery-concurrency and --delivery-slow-after-seconds must be positive")
         if not 1 <= self.delivery_max_batch <= 50_000:
             raise ConfigurationError("--delivery-max-batch must be between 1 and 50,000")
         if not 0 <= self.delivery_cache_mb <= 65_536:

@@ -15,6 +15,7 @@ import time
 
 from dip.accept.accept_batch import AcceptBatch
 from dip.accept.registry import RegistryCache
+from dip.accept.replay_guard import ReplayGuard
 from dip.accept.schema import SchemaChecker
 from dip.accept.validate_batch import ValidateBatch
 from dip.admin.channels import Channels
@@ -61,6 +62,8 @@ class Node:
         self.checker = SchemaChecker(settings.validation_workers)
         self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
         self.archive_limiter = MessageRateLimiter(settings.archive_rate_limit, settings.archive_burst)
+        self.status_limiter = MessageRateLimiter(settings.status_rate_limit, settings.status_burst)
+        self.replay_guard = ReplayGuard(self.store, settings.signature_max_skew_seconds)
         self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
         self.signing_key: SigningKey | None = None
         self.signing_cert_pem = b""
@@ -147,7 +150,8 @@ class Node:
         )
         # a lease outlives any call it covers, so a live node never loses a queue mid-call
         lease = max(s.delivery_lease_seconds or s.webhook_timeout_seconds + 30, s.webhook_timeout_seconds + 1)
-        return DeliveryWorker(ctx, lease_seconds=lease, poll_seconds=s.delivery_poll_seconds)
+        return DeliveryWorker(ctx, lease_seconds=lease, poll_seconds=s.delivery_poll_seconds,
+                              concurrency=s.delivery_concurrency, slow_after=s.delivery_slow_after_seconds)
 
     async def _bootstrap(self) -> None:
         """The first admin key and the shipped catalogue, on a database that has neither."""

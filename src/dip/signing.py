@@ -127,8 +127,10 @@ def _parse_date(value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise SignatureError(f"{SIGNATURE_DATE} '{value[:40]}' is not an ISO 8601 date-time") from exc
-    if parsed.tzinfo is None:
-        raise SignatureError(f"{SIGNATURE_DATE} must carry a UTC offset (e.g. 'Z')")
+    if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
+        # one form for one moment: the date is part of what is signed, and replays are told apart by it
+        raise SignatureError(f"{SIGNATURE_DATE} must be in UTC ('Z' or +00:00), as the DIP signs: "
+                             f"{format_date(datetime.now(UTC))}")
     return parsed
 
 

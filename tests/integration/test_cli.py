@@ -105,3 +105,5 @@ def test_import_openapi_into_a_running_dip(served: tuple[str, Path, list[str]]) 
 def test_bad_settings_are_refused_with_a_message(tmp_path: Path) -> None:
     result = run("serve", "--environment", "prod", "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "--environment must be one of" in result.stderr
+    result = run("serve", "--environment", "PRD", "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and "--public-base-url (DIP_PUBLIC_BASE_URL) is required outside DEV" in result.stderr

@@ -187,6 +187,32 @@ def test_level_4_status_messages_reach_the_original_sender(fast: RunningDip, cas
         assert entry["message"] == "RCP1061 MPAN Invalid or Unknown"
 
 
+def test_a_reporter_cannot_speak_for_the_dip_and_identical_items_are_relayed_once(
+        fast: RunningDip, cast: dict[str, Identity], hook: WebhookReceiver) -> None:
+    import orjson
+
+    with WebhookReceiver() as status_hook:
+        mds = DipClient(fast.url, cast["MDS"])
+        assert mds.register_webhook("IF-021", hook.url).status_code == 201
+        assert DipClient(fast.url, cast["SDS"]).register_webhook(None, status_hook.url).status_code == 201
+        (tid,) = send(fast, cast, 1)
+        hook.wait_for(lambda calls: len(calls) == 1)
+        forged = {"transactionID": tid, "senderID": MDS, "message": "RCP1061 MPAN Invalid or Unknown",
+                  "help": "log in at https://dip-support.example/ to fix it", "recipientID": "1300000009",
+                  "senderUniqueReference": "S-IF-021-1400000001-MDS-20261205-forged1", "correlationID": "CI-forged",
+                  "sentTimestamp": "2020-01-01T00:00:00+00:00", "DIPConnectionProviderID": "1600000001",
+                  "serviceTicketURL": "https://dip-support.example/ticket"}
+        response = mds.post("/statusmessage", orjson.dumps([forged, forged, forged]))
+        assert response.status_code == 201, response.text
+        (call,) = status_hook.wait_for(lambda calls: len(calls) == 1)
+        (entry,) = call.json  # three identical items: one relayed
+        assert entry["recipientID"] == SDS and entry["senderID"] == MDS and entry["transactionID"] == tid
+        assert entry["DIPConnectionProviderID"] is None and entry["serviceTicketURL"] is None
+        assert entry["correlationID"] != "CI-forged" and entry["senderUniqueReference"] is None
+        assert entry["sentTimestamp"] != "2020-01-01T00:00:00+00:00"
+        assert entry["help"] == f"{MDS} says: log in at https://dip-support.example/ to fix it"
+
+
 def test_status_messages_about_someone_elses_transaction_are_refused(fast: RunningDip, cast: dict[str, Identity],
                                                                     hook: WebhookReceiver) -> None:
     import orjson

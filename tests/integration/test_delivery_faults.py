@@ -334,7 +334,7 @@ def test_each_row_of_the_egress_table(dip_factory: DipFactory, rows: list[Row]) 
             report_level_4(dip, cast, later, f"sentinel after {row}")
             relayed = entries(status_hook.wait_for(lambda calls, t=later: any(
                 e["transactionID"] == t for e in entries(calls)), timeout=10))[told_before:]
-            assert relayed[-1]["transactionID"] == later and relayed[-1]["help"] == f"sentinel after {row}"
+            assert relayed[-1]["transactionID"] == later and relayed[-1]["help"] == f"{MDS} says: sentinel after {row}"
             told = relayed[:-1]
             if row.told is None:
                 assert told == [], row
@@ -449,3 +449,33 @@ def test_the_size_limit_holds_when_d0_repeats_a_long_correlation_id(dip_factory:
     assert [t for call in calls for t in carried(call)] == tids
     sizes = [(len(c.json), len(c.body)) for c in calls]
     assert all(length <= limit_kb * 1024 for _, length in sizes), f"limit {limit_kb * 1024} B; calls: {sizes}"
+
+
+def test_more_hanging_recipients_than_delivery_slots_do_not_hold_up_a_healthy_one(dip_factory: DipFactory) -> None:
+    """Seven MDS webhooks answer after 8 s; the node works 2 queues at once in its fast lane. SUP's
+    copy of a message sent while they hang still goes within a couple of seconds (a call leaves
+    the fast lane after 0.5 s, and a recipient found slow starts in the slow lane)."""
+    dip, cast = start(dip_factory, delivery_concurrency=2, delivery_slow_after_seconds=0.5,
+                      webhook_timeout_seconds=10)
+    hanging = [WebhookReceiver() for _ in range(7)]
+    try:
+        with AdminClient(dip.url, dip.admin_key) as admin:
+            data_services = [cast["MDS"]] + [admin.onboard(f"14000000{n:02d}", ["MDS"]) for n in range(2, 8)]
+        for hook, who in zip(hanging, data_services, strict=True):
+            hook.__enter__()
+            hook.always(201, delay=8)
+            register(dip, who, hook.url)
+        with WebhookReceiver() as sup_hook:
+            register(dip, cast["SUP"], sup_hook.url)
+            send(dip, cast, 1)
+            deadline = time.monotonic() + 5  # until the fast lane is full of hanging calls
+            while sum(len(h.calls) for h in hanging) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            sent = time.monotonic()
+            (tid,) = send(dip, cast, 1)
+            calls = sup_hook.wait_for(lambda calls: tid in [x for c in calls for x in carried(c)], timeout=8)
+            waited = calls[-1].at - sent
+            assert waited <= 3.0, f"SUP waited {waited:.2f} s behind hanging recipients"
+    finally:
+        for hook in hanging:
+            hook.__exit__(None, None, None)

@@ -22,7 +22,7 @@ def test_defaults_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.deliver and settings.environment == "DEV" and settings.port == 8080
     assert settings.retry_initial_seconds == 1 and settings.dead_letter_after_seconds == 1_209_600
     settings = settings_from(parse("--no-delivery", "--environment", "SIT", "--retry-initial-seconds", "0.5",
-                                   "--dead-letter-after-seconds", "60"))
+                                   "--dead-letter-after-seconds", "60", "--public-base-url", "https://dip.example"))
     assert not settings.deliver and settings.environment == "SIT"
     assert settings.retry_initial_seconds == 0.5 and settings.dead_letter_after_seconds == 60
 

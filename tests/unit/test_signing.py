@@ -233,6 +233,20 @@ def test_unreadable_or_offsetless_date_fails(ec_identity: Identity, date: str) -
     assert signing.SIGNATURE_DATE in _rejects(headers)
 
 
+@pytest.mark.parametrize("offset", ["+01:00", "-05:00", "+00:30"])
+def test_a_correctly_signed_date_in_another_offset_fails(ec_identity: Identity, offset: str) -> None:
+    key = ec_identity[0]
+    hours, minutes = int(offset[1:3]), int(offset[4:])
+    shift = timedelta(hours=hours, minutes=minutes) * (1 if offset[0] == "+" else -1)
+    date = (NOW + shift).replace(tzinfo=None).isoformat() + offset  # the same moment, written in that offset
+    headers = _signed(ec_identity)
+    headers[signing.SIGNATURE_DATE] = date
+    data = signing.string_to_sign("POST", URL, date, headers[signing.CONTENT_HASH]).encode()
+    headers[signing.SIGNATURE] = base64.b64encode(signing._raw_sign(key, data)).decode()
+
+    assert "must be in UTC" in _rejects(headers)
+
+
 def test_expired_certificate_fails() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert_pem = _certificate(key, NOW - timedelta(days=400), NOW - timedelta(days=1))

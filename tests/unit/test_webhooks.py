@@ -227,3 +227,13 @@ def test_ipv6_forms_of_private_ipv4_addresses_are_refused_outside_dev(address: s
 
     problem = callback_url_problem("https://sneaky.example/hook", "PRD", lambda host: [address])
     assert problem is not None and "non-public" in problem
+
+
+@pytest.mark.parametrize("url", [
+    "https://hooks.example.com/dip callback", "https://hooks.example.com/dip\tx", "https://hooks.example.com/a\r\nX: y",
+    "https://hooks.example.com/a\x00", "https://hooks.example.com/a\x7f", "https://hooks.example.com/caf\u00e9",
+])
+def test_spaces_control_and_non_ascii_characters_are_refused_in_every_environment(url: str) -> None:
+    for environment in ("PRD", "DEV"):
+        found = problem(url, environment)
+        assert found is not None and "percent-encode" in found

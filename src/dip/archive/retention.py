@@ -42,6 +42,7 @@ class Purged:
     partitions: int = 0  # partitions made ahead
     requeues: int = 0
     replay_pages: int = 0
+    signatures: int = 0  # signed requests forgotten once their window ended
     finished: bool = True  # False: stopped at the time budget, more to do
     seconds: dict[str, float] = field(default_factory=dict)  # by step: where a run's time went
 
@@ -51,7 +52,8 @@ class Purged:
         return (f"messages {sum(self.messages.values())}{f' ({per_class})' if per_class else ''}, "
                 f"deliveries {self.deliveries}, dead-lettered {self.swept}, partitions made {self.partitions}, "
                 f"references {self.references}, calls {self.calls}, requeues {self.requeues}, "
-                f"replay pages {self.replay_pages}{'' if self.finished else '; more to do'}"
+                f"replay pages {self.replay_pages}, signatures {self.signatures}"
+                f"{'' if self.finished else '; more to do'}"
                 f"{f' [seconds: {steps}]' if steps else ''}")
 
     def timed(self, step: str, since: float) -> float:
@@ -108,5 +110,6 @@ class Retention:
             done.calls += n
         done.requeues = await self.store.purge_requeues(now - REQUEUE_DAYS * DAY)
         done.replay_pages = await self.store.drop_expired_replay_pages(now)
+        done.signatures = await self.store.forget_sights(now)
         done.timed("bookkeeping", t)
         return done

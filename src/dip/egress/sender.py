@@ -100,6 +100,9 @@ def interpret(status: int | None, body: bytes, headers: dict[str, str], sent: se
     return CallResult(status, outcome, retry_after, rejected, tuple(unknown), error, seconds)
 
 
+PER_HOST = 16  # concurrent calls to one host
+
+
 class WebhookSender:
     """Signs and posts egress bodies with one shared aiohttp session."""
 
@@ -112,8 +115,11 @@ class WebhookSender:
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # no shared cap on connections (a hanging host would hold the slots others need), a cap
+            # per host instead: one recipient's queues share PER_HOST connections (dip.egress.worker)
             connector = aiohttp.TCPConnector(
-                limit=256, resolver=PublicOnlyResolver() if self._public_only else None, ttl_dns_cache=60)
+                limit=0, limit_per_host=PER_HOST, resolver=PublicOnlyResolver() if self._public_only else None,
+                ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 

@@ -113,6 +113,7 @@ class _Directory(Protocol):
 
 
 _encoder = msgspec.json.Encoder()
+_HELP_MOST = 500  # characters of a reporter's help text passed on
 
 
 class RelayStatusMessages:
@@ -138,6 +139,7 @@ class RelayStatusMessages:
         directory = self._state.directory
         problems: list[ResponseItem] = []
         rows: list[DeliveryRow] = []
+        seen: set[tuple[str, str, str, str | None]] = set()
         now = _now()
         for index, entry in enumerate(entries):
             why = _problem(entry, caller, directory, senders, received)
@@ -146,15 +148,14 @@ class RelayStatusMessages:
                                      recipient_id=caller.principal.id, transaction_id=entry.transactionID[:65] or None,
                                      help_text=f"status message {index}: {why}"))
                 continue
+            said = (entry.transactionID, entry.senderID, entry.message, entry.help)
+            if said in seen:
+                continue  # an identical item is relayed once
+            seen.add(said)
             original_sender, correlation = senders[entry.transactionID]
-            relayed = msgspec.structs.replace(
-                entry, recipientID=original_sender, correlationID=entry.correlationID or correlation,
-                sentTimestamp=entry.sentTimestamp or stamp,
-                DIPConnectionProviderID=entry.DIPConnectionProviderID
-                or (caller.physical.id if caller.physical.id != entry.senderID else None),
-            )
             rows.append(DeliveryRow(status_queue(original_sender), entry.transactionID, original_sender, "",
-                                    DeliveryKind.STATUS, now, _encoder.encode(relayed)))
+                                    DeliveryKind.STATUS, now,
+                                    _encoder.encode(_vouched(entry, caller, original_sender, correlation, stamp))))
         if problems:
             return False, problems
         await self._store.enqueue(rows, now)
@@ -163,12 +164,27 @@ class RelayStatusMessages:
                            recipient_id=caller.principal.id, transaction_id=e.transactionID) for e in entries]
 
 
+def _vouched(entry: StatusIn, caller: Caller, original_sender: str, correlation: str | None, stamp: str) -> StatusIn:
+    """The item as the DIP relays it, and signs: what the DIP vouches for is the DIP's (who
+    reported, for whom, through which connection provider, when, the workflow, the service desk);
+    the reporter's words (its MSG code and help) are marked as the reporter's. A reporter's own
+    DIPConnectionProviderID, serviceTicketURL, correlationID or senderUniqueReference are not
+    passed on: signed by the DIP, a false provider or a phishing link would look like the DIP's."""
+    words = f"{entry.senderID} says: {entry.help}"[:_HELP_MOST] if entry.help else None
+    return StatusIn(transactionID=entry.transactionID, message=entry.message, senderID=entry.senderID,
+                    sentTimestamp=stamp, recipientID=original_sender, correlationID=correlation,
+                    DIPConnectionProviderID=caller.physical.id if caller.physical.id != entry.senderID else None,
+                    help=words)
+
+
 def _problem(entry: StatusIn, caller: Caller, directory: Directory, senders: dict[str, tuple[str, str | None]],
              received: set[tuple[str, str]]) -> str | None:
     if entry.transactionID not in senders:
         return f"transactionID '{entry.transactionID[:65]}' is not a transaction the DIP holds"
     if not entry.message or len(entry.message) > 200:
         return "message must be 1 to 200 characters"
+    if any(not text.isprintable() for text in (entry.message, entry.help or "")):
+        return "message and help must not hold control characters"
     reporter = entry.senderID
     acting = caller.physical.id
     if reporter not in (caller.principal.id, acting) and not directory.provider_roles(reporter, acting):

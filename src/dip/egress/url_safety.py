@@ -61,6 +61,10 @@ def callback_url_problem(url: str, environment: str, resolver: Resolver = resolv
     """Why the DIP will not call ``url``, or None when it will."""
     if len(url) > MAX_URL_LENGTH:
         return f"callbackURL is longer than {MAX_URL_LENGTH} characters"
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        # RFC 3986: a URL holds none; percent-encode them. Stored, they would be a header
+        # injection or a log forgery waiting for the call
+        return "callbackURL must not hold spaces, control or non-ASCII characters (percent-encode them)"
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -6,6 +6,14 @@ queues are taken over when its lease runs out. Per queue, messages go in accepta
 retryable failure holds the queue's head (and only that queue) until ``next_attempt_at``;
 anything else is settled and the queue moves on (dip.egress.dispatch, one call). Workers never
 sleep through a backoff: the store keeps the time.
+
+A slow recipient never holds up another (docs/reliability.md, "Isolation"). The worker serves
+``concurrency`` queues at once in its fast lane; a call still running after ``slow_after``
+seconds leaves the fast lane for the slow lane, freeing its slot, and its recipient is counted
+slow until one of its calls ends in time again: its queues start in the slow lane. The slow lane
+holds up to ``slow_capacity`` queues (a bound on memory, not on fairness), and each recipient's
+calls share at most ``per_recipient`` connections (WebhookSender). A healthy recipient's message
+thus waits at most ``slow_after`` for a fast slot however many recipients hang.
 """
 
 from __future__ import annotations
@@ -32,16 +40,21 @@ def new_owner() -> str:
 
 class DeliveryWorker:
     def __init__(self, ctx: WorkerContext, lease_seconds: float, concurrency: int = 64,
-                 poll_seconds: float = 0.2, owner: str | None = None) -> None:
+                 poll_seconds: float = 0.2, owner: str | None = None, slow_after: float = 2.0,
+                 slow_capacity: int = 2048) -> None:
         self.ctx = ctx
         self.owner = owner or new_owner()
         self.lease_seconds = lease_seconds
         self.dispatcher = Dispatcher(ctx, self.owner, self.wake)
         self._concurrency = concurrency
+        self._slow_after = slow_after
+        self._slow_capacity = slow_capacity
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._fast = 0  # queues in the fast lane
+        self._slow_recipients: set[str] = set()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -73,7 +86,8 @@ class DeliveryWorker:
             # cleared before the claim: a wake-up during the claim query (a commit it may not have
             # seen) makes the next wait return at once instead of after a poll interval
             self._wake.clear()
-            free = self._concurrency - len(self._running)
+            free = min(self._concurrency - self._fast,
+                       self._concurrency + self._slow_capacity - len(self._running))
             claims: list[Claim] = []
             if free > 0:
                 try:
@@ -95,7 +109,21 @@ class DeliveryWorker:
                     async with asyncio.timeout(self._poll):
                         await self._wake.wait()
 
+    def _leave_fast_lane(self, recipient_id: str, lane: list[bool]) -> None:
+        if lane[0]:
+            lane[0] = False
+            self._fast -= 1
+            self._slow_recipients.add(recipient_id)
+            self._wake.set()  # a fast slot is free again
+
     async def _serve(self, claim: Claim) -> None:
+        recipient = claim.recipient_id
+        lane = [recipient not in self._slow_recipients]  # [in the fast lane]
+        timer = None
+        if lane[0]:
+            self._fast += 1
+            timer = asyncio.get_running_loop().call_later(self._slow_after, self._leave_fast_lane, recipient, lane)
+        started = time.monotonic()
         try:
             await self.dispatcher.deliver(claim)
         except asyncio.CancelledError:
@@ -103,4 +131,10 @@ class DeliveryWorker:
         except Exception:
             log.exception("delivery to %s failed; the queue is retried after its lease", claim.queue)
         finally:
+            if timer is not None:
+                timer.cancel()
+            if lane[0]:
+                self._fast -= 1
+            if time.monotonic() - started < self._slow_after:
+                self._slow_recipients.discard(recipient)  # in time again: back to the fast lane
             self._wake.set()  # a slot is free again

@@ -56,6 +56,7 @@ def create_app(
     app.include_router(registry.router)
     app.include_router(views.router)
     app.include_router(pubconfig.router)
+    app.include_router(pubconfig.public_router)
     app.include_router(archive.router)
     app.include_router(redrive.router)
     app.include_router(search.router)

@@ -22,14 +22,14 @@ from dip.archive.selection import MessageRequest, RequestProblem, parse_message_
 from dip.archive.status_replay import parse_status_message_request
 from dip.catalogue import Channel
 from dip.codes import Code
-from dip.ingress.auth import authenticate_for, node
+from dip.ingress.auth import KeyFirst, authenticate_for, node, once
 from dip.ingress.bodies import BodyTooLarge, read_body
 from dip.ingress.errors import JSON, Refusal
 from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS, STANDARD_RESPONSE_ITEM
 from dip.ingress.pubconfig import known_channel
 from dip.node import Node
 
-router = APIRouter(tags=["DIP Channel Replay/Requeue"])
+router = APIRouter(tags=["DIP Channel Replay/Requeue"], route_class=KeyFirst)
 
 CONTINUATION = "X-Continuation-Token"
 REQUEUE_ID = "X-Requeue-Id"
@@ -132,6 +132,7 @@ async def replay(interface_id: str, recipient_id: str, request: Request) -> Resp
                                                                  "totalTransactions": {"type": "integer"}}}}}}}})
 async def requeue(interface_id: str, recipient_id: str, request: Request) -> Response:
     dip, caller, channel, message_request = await _request(request, interface_id, recipient_id)
+    await once(dip, request, caller)
     try:
         started = await dip.requeue.start(caller.physical.id, recipient_id, channel, message_request, _now())
     except NoWebhook as exc:

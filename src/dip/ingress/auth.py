@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
+from starlette.responses import Response
 
 from dip.accept.level1 import Caller
 from dip.catalogue import Channel
 from dip.codes import Code
 from dip.config import Settings
+from dip.directory import Participant
 from dip.exceptions import SignatureError
 from dip.ingress.errors import Refusal
 from dip.ingress.paths import SENT_PATH
 from dip.node import Node
-from dip.signing import API_KEY, verify_request
+from dip.signing import API_KEY, SIGNATURE, verify_request
 
 
 def node(request: Request) -> Node:
@@ -39,15 +44,37 @@ def signed_urls(settings: Settings, request: Request) -> list[str]:
     return [as_sent] if decoded == as_sent else [as_sent, decoded]
 
 
-def authenticate(dip: Node, request: Request, body: bytes, require_signature: bool = True) -> Caller:
-    """API key, then signature headers, then whose certificate it is (a 401 Refusal on any failure)."""
+def key_holder(dip: Node, request: Request) -> Participant:
+    """The API key's participant (a 401 Refusal when the key is missing, unknown or revoked)."""
     key = request.headers.get(API_KEY)
     if not key:
         raise Refusal(401, Code.PROCESSING_FAILED, f"401 Unauthorised: missing {API_KEY} header")
-    directory = dip.state.directory
-    principal = directory.participant_for_key(key)
+    principal = dip.state.directory.participant_for_key(key)
     if principal is None:
         raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
+    return principal
+
+
+class KeyFirst(APIRoute):
+    """A participant route: the API key is checked before anything else. A caller without a
+    valid key makes the DIP read nothing of its body (not even compare its declared length with
+    the limit: that comes next, in read_body) and learns nothing else (not which channels or
+    participants exist). The signature, which covers the body, is checked once the body is read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            key_holder(node(request), request)
+            return await handler(request)
+
+        return key_first
+
+
+def authenticate(dip: Node, request: Request, body: bytes, require_signature: bool = True) -> Caller:
+    """API key, then signature headers, then whose certificate it is (a 401 Refusal on any failure)."""
+    directory = dip.state.directory
+    principal = key_holder(dip, request)
     if not require_signature:
         return Caller(principal, principal)
     now = datetime.now(UTC)
@@ -73,6 +100,15 @@ def authenticate(dip: Node, request: Request, body: bytes, require_signature: bo
             principal.id,
         )
     return Caller(principal, owner)
+
+
+async def once(dip: Node, request: Request, caller: Caller) -> None:
+    """A signed request that changes state is taken once (dip.accept.replay_guard): a 401 Refusal
+    for a byte-identical copy of one taken before."""
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    if not await dip.replay_guard.first_time(request.headers.get(SIGNATURE, ""), now):
+        raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: this signed request was received already; "
+                      "sign it again to repeat it", caller.principal.id)
 
 
 def authenticate_for(dip: Node, request: Request, recipient_id: str, channel: Channel | None, body: bytes) -> Caller:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from dip import ids
@@ -73,8 +73,18 @@ def install(app: FastAPI, dip_id: str) -> None:
 
     @app.exception_handler(UnstorableValue)
     async def unstorable(request: Request, exc: UnstorableValue) -> Response:
+        # PostgreSQL refuses a NUL in text, which SQLite would have stored: the request's fault
         log.warning("refused a value on %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": [f"a value in the request cannot be stored: {exc}"]}, status_code=400)
+        text = f"a value in the request cannot be stored: {exc}"
+        if request.url.path.startswith("/admin/"):
+            return JSONResponse({"detail": [text]}, status_code=400)
+        return standard_error(dip_id, Refusal(400, Code.SCHEMA_FAILURE, f"400 Bad Request: {text}"))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        # one line, not uvicorn's traceback of the whole stack: a client may always go away
+        log.info("%s %s: the client went away before its request was read", request.method, request.url.path)
+        return Response(status_code=400)  # nobody reads it
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> Response:

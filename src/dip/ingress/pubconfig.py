@@ -21,13 +21,14 @@ from dip.catalogue import Channel
 from dip.codes import Code
 from dip.directory import Webhook, WebhookKind
 from dip.egress.url_safety import callback_url_problem
-from dip.ingress.auth import authenticate_for, node
+from dip.ingress.auth import KeyFirst, authenticate_for, node, once
 from dip.ingress.bodies import BodyTooLarge, read_body
 from dip.ingress.errors import JSON, Refusal
 from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS
 from dip.node import Node
 
-router = APIRouter(tags=["DIP Channel Publication Configuration"])
+router = APIRouter(tags=["DIP Channel Publication Configuration"], route_class=KeyFirst)
+public_router = APIRouter(tags=["Operations"])  # no API key: anyone may check the DIP's signatures
 
 DEFAULT_MAX_MESSAGES = 50_000
 DEFAULT_MAX_PAYLOAD_KB = 100_000
@@ -65,7 +66,9 @@ async def _prepare(request: Request, recipient_id: str, channel: Channel | None)
         body = await read_body(request, 64 * 1024)
     except BodyTooLarge as exc:
         raise Refusal(413, Code.PROCESSING_FAILED, "413 Payload Too Large: a webhook configuration") from exc
-    return dip, body, authenticate_for(dip, request, recipient_id, channel, body)
+    caller = authenticate_for(dip, request, recipient_id, channel, body)
+    await once(dip, request, caller)
+    return dip, body, caller
 
 
 async def _register(request: Request, recipient_id: str, kind: WebhookKind, channel: Channel | None) -> Response:
@@ -137,7 +140,7 @@ async def remove_status_messages(recipient_id: str, request: Request) -> Respons
     return await _remove(request, recipient_id, WebhookKind.STATUS, None)
 
 
-@router.get("/dip/certificate", tags=["Operations"], response_class=Response,
+@public_router.get("/dip/certificate", response_class=Response,
             summary="The DIP's signing certificate (PEM), to verify its webhook calls")
 async def dip_certificate(request: Request) -> Response:
     return Response(node(request).signing_cert_pem, media_type="application/x-pem-file")

@@ -14,11 +14,11 @@ from dip.archive.search import SearchProblem, parse_search
 from dip.codes import Code
 from dip.ingress.admin import Admin, AdminRoute
 from dip.ingress.archive import within_limit
-from dip.ingress.auth import authenticate, node
+from dip.ingress.auth import KeyFirst, authenticate, node
 from dip.ingress.errors import JSON, Refusal
 from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS
 
-router = APIRouter(tags=["Search"])
+router = APIRouter(tags=["Search"], route_class=KeyFirst)
 admin_router = APIRouter(prefix="/admin", tags=["Operator administration"], route_class=AdminRoute)
 
 _PARAMETERS = [

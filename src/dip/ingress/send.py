@@ -14,12 +14,12 @@ from starlette.responses import Response
 from dip.accept.level1 import may_send_on
 from dip.accept.schema import paused_gc, split_batch
 from dip.codes import Code
-from dip.ingress.auth import authenticate, node
+from dip.ingress.auth import KeyFirst, authenticate, node
 from dip.ingress.bodies import BodyTooLarge, is_json, read_body
 from dip.ingress.errors import JSON, PlainRefusal, Refusal
 from dip.ingress.openapi_docs import SEND_DOCS, VALIDATE_DOCS
 
-router = APIRouter()
+router = APIRouter(route_class=KeyFirst)
 log = logging.getLogger("dip.ingress")
 
 

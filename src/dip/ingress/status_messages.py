@@ -17,14 +17,14 @@ from starlette.responses import Response
 
 from dip.codes import Code
 from dip.egress.status import StatusIn
-from dip.ingress.auth import authenticate, node
+from dip.ingress.auth import KeyFirst, authenticate, node, once
 from dip.ingress.bodies import BodyTooLarge, is_json, read_body
 from dip.ingress.errors import JSON, Refusal
 from dip.ingress.openapi_docs import SIGNATURE_PARAMETERS, STANDARD_RESPONSE, STANDARD_RESPONSE_ITEM
 from dip.responses import standard_response
 from dip.schemas import STATUS_MESSAGE_ITEM
 
-router = APIRouter(tags=["Status Messages"])
+router = APIRouter(tags=["Status Messages"], route_class=KeyFirst)
 MAX_ITEMS = 50_000
 MAX_BODY = 64 * 1024 * 1024
 
@@ -46,6 +46,7 @@ async def submit_status_messages(request: Request) -> Response:
     except BodyTooLarge as exc:
         raise Refusal(413, Code.PROCESSING_FAILED, "413 Payload Too Large: send fewer status messages") from exc
     caller = authenticate(dip, request, body)
+    await once(dip, request, caller)
     reporter = caller.principal.id
     if not is_json(request):
         raise Refusal(400, Code.SCHEMA_FAILURE, "Content-Type must be application/json", reporter)
@@ -65,6 +66,11 @@ async def submit_status_messages(request: Request) -> Response:
     if not 1 <= len(entries) <= MAX_ITEMS:
         raise Refusal(400 if not entries else 413, Code.SCHEMA_FAILURE,
                       f"send 1 to {MAX_ITEMS} status messages per call", reporter)
+    wait = dip.status_limiter.take(caller.physical.id, len(entries))
+    if wait:
+        raise Refusal(429, Code.PROCESSING_FAILED,
+                      f"429 Too Many Requests: over {dip.settings.status_rate_limit:g} status messages a second; "
+                      f"retry after {wait:.0f} s", reporter, headers={"Retry-After": f"{wait:.0f}"})
     relayed, answer = await dip.relay_status(caller, entries)
     # one item per entry, or per refused entry: never none; they share the answer's timestamp
     return Response(standard_response(answer, answer[0].sentTimestamp), status_code=201 if relayed else 400,

@@ -222,6 +222,9 @@ class RetentionStore(Protocol):
 
     async def drop_expired_replay_pages(self, now: int) -> int: ...
 
+    async def forget_sights(self, now: int) -> int:
+        """Forget the signed requests (first_sight) whose window ended before ``now``; how many."""
+
 
 class JobStore(Protocol):
     async def add_job(self, name: str, first_run_at: int) -> None:

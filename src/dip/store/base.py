@@ -333,6 +333,10 @@ class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore
             JobStore, Protocol):
     """All of it: what a node opens. Each use case takes only the part it needs."""
 
+    async def first_sight(self, digest: bytes, expires_at: int) -> bool:
+        """Record a signed request (by its signature's digest) until ``expires_at``: False when it
+        was recorded already, by this node or another."""
+
     async def open(self) -> None:
         """Connect and bring the schema up to date (migrations run under a lock)."""
 

@@ -537,6 +537,14 @@ class SqlStore:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.drop_expired_replay_pages, now)
 
+    async def first_sight(self, digest: bytes, expires_at: int) -> bool:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.first_sight, digest, expires_at) == 1
+
+    async def forget_sights(self, now: int) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.forget_sights, now)
+
     async def create_requeue(self, requeue_id: str, selection: Selection, recipient_id: str, interface_id: str,
                              requested_by: str, request: str, total: int, now: int) -> None:
         async with self.db.transaction() as tx:

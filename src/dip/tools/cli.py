@@ -31,11 +31,26 @@ def _serve_parser(sub: Any) -> None:
                    Settings.service_ticket_url), help="URL template with {transactionID}")
     p.add_argument("--max-messages-per-call", type=int, default=50_000)
     p.add_argument("--max-body-bytes", type=int, default=Settings.max_body_bytes)
+    limits = p.add_argument_group("connection limits (docs/security.md, \"Connections\")")
+    for flag, kind, default, text in [
+        ("max-connections", int, Settings.max_connections, "open connections at most (further ones are closed)"),
+        ("idle-timeout-seconds", float, Settings.idle_timeout_seconds, "a connection's wait for its next request"),
+        ("header-timeout-seconds", float, Settings.header_timeout_seconds, "to send the request line and headers"),
+        ("max-header-bytes", int, Settings.max_header_bytes, "the request line and headers together (431 over)"),
+        ("max-headers", int, Settings.max_headers, "header fields in one request (431 over)"),
+        ("body-grace-seconds", float, Settings.body_grace_seconds, "before --min-body-rate applies"),
+        ("min-body-rate", float, Settings.min_body_rate, "bytes a second a body must average (408 under)"),
+    ]:
+        variable = "DIP_" + flag.upper().replace("-", "_")
+        limits.add_argument(f"--{flag}", type=kind, default=kind(os.environ.get(variable, default)),
+                            help=f"{text}; {variable}; default {default:g}")
     p.add_argument("--rate-limit-messages-per-second", type=float,
                    default=float(os.environ.get("DIP_RATE_LIMIT_MESSAGES_PER_SECOND", "0")))
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--status-rate-limit", type=float, default=Settings.status_rate_limit,
+                   help="status-message items relayed per second per reporter (0 = no limit)")
     p.add_argument("--retention-every-seconds", type=float, default=Settings.retention_every_seconds,
                    help="how often the retention purge runs (one node at a time)")
     p.add_argument("--validation-workers", type=int, default=None,
@@ -49,6 +64,11 @@ def _serve_parser(sub: Any) -> None:
                         "(default: webhook timeout + 30 s)")
     p.add_argument("--delivery-poll-seconds", type=float, default=Settings.delivery_poll_seconds,
                    help="how often a worker looks for due queues when not woken")
+    p.add_argument("--delivery-concurrency", type=int, default=Settings.delivery_concurrency,
+                   help="queues a delivery node works at once (its fast lane; docs/reliability.md, \"Isolation\")")
+    p.add_argument("--delivery-slow-after-seconds", type=float, default=Settings.delivery_slow_after_seconds,
+                   help="a webhook call still running after this leaves the fast lane, and its recipient's "
+                        "queues start in the slow lane until a call of theirs ends in time again")
     p.add_argument("--delivery-max-batch", type=int, default=Settings.delivery_max_batch,
                    help="messages per webhook call at most (a recipient's maxMessageCount may lower it)")
     p.add_argument("--delivery-cache-mb", type=int, default=Settings.delivery_cache_mb,
@@ -80,13 +100,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin_api_key=os.environ.get("DIP_ADMIN_API_KEY") or None,
         public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
+        max_connections=args.max_connections, idle_timeout_seconds=args.idle_timeout_seconds,
+        header_timeout_seconds=args.header_timeout_seconds, max_header_bytes=args.max_header_bytes,
+        max_headers=args.max_headers, body_grace_seconds=args.body_grace_seconds, min_body_rate=args.min_body_rate,
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
+        status_rate_limit=args.status_rate_limit,
         retention_every_seconds=args.retention_every_seconds,
         validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
-        delivery_max_batch=args.delivery_max_batch, delivery_cache_mb=args.delivery_cache_mb,
+        delivery_max_batch=args.delivery_max_batch, delivery_concurrency=args.delivery_concurrency,
+        delivery_slow_after_seconds=args.delivery_slow_after_seconds, delivery_cache_mb=args.delivery_cache_mb,
         **timing,
     )
 
@@ -96,6 +121,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from dip import allocator
     from dip.ingress.app import create_app
+    from dip.ingress.server import server_config
     from dip.node import Node
 
     allocator.tune()
@@ -129,9 +155,9 @@ def serve(args: argparse.Namespace) -> int:
             if self.started:
                 print(f"DIP ready on {base_url}", flush=True)
 
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
-                            loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
-                            access_log=False, timeout_graceful_shutdown=10)
+    config = server_config(app, settings, log_level=args.log_level.lower(),
+                           loop="uvloop" if sys.platform != "win32" else "asyncio", access_log=False,
+                           timeout_graceful_shutdown=10)
     Server(config).run()
     return 0
 

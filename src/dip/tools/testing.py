@@ -28,6 +28,7 @@ import uvicorn
 
 from dip.config import Settings
 from dip.ingress.app import create_app
+from dip.ingress.server import server_config
 from dip.node import Node
 from dip.signing import generate_identity
 from dip.tools.client import Identity
@@ -78,10 +79,8 @@ class RunningDip:
         self.admin_key = admin_key
         self.url = f"http://127.0.0.1:{port}"
         self.node = Node(self.settings)
-        self._server = _PromptServer(uvicorn.Config(
-            create_app(self.settings, self.node), host="127.0.0.1", port=port, log_level="warning",
-            loop="asyncio", http="h11", lifespan="on",
-        ))
+        self._server = _PromptServer(server_config(create_app(self.settings, self.node), self.settings,
+                                                   log_level="warning", loop="asyncio", lifespan="on"))
         self._thread = threading.Thread(target=self._server.run, name=f"dip-{port}", daemon=True)
         self._timeout = start_timeout
 

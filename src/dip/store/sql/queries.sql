@@ -416,6 +416,12 @@ SELECT caller_id, queue, request_hash, after_at, after_id, expires_at FROM repla
 -- name: drop_expired_replay_pages
 DELETE FROM replay_pages WHERE expires_at < $1;
 
+-- name: first_sight
+INSERT INTO seen_requests (digest, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING;
+
+-- name: forget_sights
+DELETE FROM seen_requests WHERE expires_at < $1;
+
 -- name: insert_requeue
 INSERT INTO requeues (id, queue, recipient_id, interface_id, requested_by, selection, total, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
