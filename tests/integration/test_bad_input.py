@@ -134,5 +134,11 @@ def test_openapi_document_and_swagger_ui_are_served(dip: RunningDip) -> None:
     assert {"201", "207", "400", "401", "403", "404", "413", "429"} <= set(send["responses"])
     assert "X-DIP-Signature" in {p["name"] for p in send["parameters"]}
     assert "/admin/participants/{participant_id}" in spec["paths"]
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["participantApiKey"] == {**schemes["participantApiKey"], "type": "apiKey", "in": "header",
+                                            "name": "X-API-Key"}
+    assert send["security"] == [{"participantApiKey": []}]
+    assert spec["paths"]["/admin/participants/{participant_id}"]["put"]["security"] == [{"operatorApiKey": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
     assert "swagger-ui" in httpx.get(dip.url + "/docs").text.lower()
     assert httpx.get(dip.url + "/healthz").json()["status"] == "ok"

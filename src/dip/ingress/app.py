@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from dip import __version__
 from dip.config import Settings
 from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, search, send, status_messages, views
+from dip.ingress.bodies import OperatorBodyLimit
 from dip.ingress.openapi_docs import complete_responses
 from dip.ingress.paths import CaseInsensitivePaths
 from dip.node import Node
@@ -77,5 +78,6 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(OperatorBodyLimit)
     app.add_middleware(CaseInsensitivePaths)
     return app

@@ -146,4 +146,29 @@ def complete_responses(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
+    return declare_security(schema)
+
+
+PUBLIC_PATHS = ("/healthz", "/dip/certificate")
+SECURITY_SCHEMES = {
+    "participantApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                          "description": "A participant's API key. Every request is also signed: the X-DIP-Signature, "
+                                         "X-DIP-Signature-Date, X-DIP-Content-Hash and X-DIP-Signature-Certificate "
+                                         "headers (docs/api.md, \"Signing a request\"), by a certificate "
+                                         "registered to the key's participant or to a connection provider it "
+                                         "appointed."},
+    "operatorApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                       "description": "An operator's API key (routes under /admin)."},
+}
+
+
+def declare_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """The security schemes, and which each operation takes: the operator's key under /admin,
+    none on the public probes, a participant's key (and signature) everywhere else."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in schema.get("paths", {}).items():
+        scheme: list[dict[str, list[str]]] = [] if path in PUBLIC_PATHS else (
+            [{"operatorApiKey": []}] if path.startswith("/admin") else [{"participantApiKey": []}])
+        for operation in operations.values():
+            operation["security"] = scheme
     return schema

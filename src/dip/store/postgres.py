@@ -274,7 +274,7 @@ class _Connection(_Reads):
         with errors():
             await self._conn.execute(f"CREATE TEMP TABLE incoming (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
             await self._conn.copy_records_to_table("incoming", records=records, columns=list(columns))
-            await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming {conflict}")
+            await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming {conflict}")  # noqa: S608 (table and columns are the store's own constants)
             await self._conn.execute("DROP TABLE incoming")
 
     async def notify(self, channel: str) -> None:

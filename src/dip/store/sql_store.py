@@ -366,7 +366,11 @@ class SqlStore:
 
     async def pending(self, queue: str, limit: int, cache: MessageCache | None = None,
                       since: int | None = None) -> list[PendingDelivery]:
-        rows = await self.db.fetch(self.q.pending, queue, limit, ALL_TIME[0] if since is None else since)
+        # planned for its values at each run (Database.dated): as a cached statement, its sixth run
+        # on each connection had PostgreSQL build a generic plan over every partition to compare
+        # (200-400 ms at 1,522 partitions: about 11 µs a message of a one-minute benchmark's
+        # PostgreSQL CPU, docs/performance.md); the extra round trip is one per call of up to 5,000
+        rows = await self.db.dated().fetch(self.q.pending, queue, limit, ALL_TIME[0] if since is None else since)
         # an original delivery's accepted_at is its message's received_at: the exact span to read
         # (a whole day's bounds made PostgreSQL hash the day's partition for each call: measured
         # 200 ms a call of 5,000 where the unpartitioned table took 70)
