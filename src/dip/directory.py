@@ -22,6 +22,12 @@ def new_api_key() -> str:
     return "dip_" + secrets.token_urlsafe(32)
 
 
+def key_id(key_hash: str) -> str:
+    """What names a key to the operator (to list or revoke it): the first 16 hex digits of its
+    hash. It tells nothing of the key, which is 256 random bits."""
+    return key_hash[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class Participant:
     id: str

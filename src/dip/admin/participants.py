@@ -7,7 +7,7 @@ import time
 import msgspec
 
 from dip.catalogue import build_channel
-from dip.directory import hash_api_key, new_api_key
+from dip.directory import hash_api_key, key_id, new_api_key
 from dip.signing import fingerprint, load_certificate_pem
 from dip.state import SharedState
 from dip.store.base import DirectoryStore, ParticipantRow
@@ -51,11 +51,26 @@ class Participants:
         await self._state.reload()
         return done
 
-    async def new_api_key(self, participant_id: str) -> str:
+    async def new_api_key(self, participant_id: str) -> tuple[str, str]:
+        """A new API key for the participant, and its key ID (what names it to revoke it)."""
         key = new_api_key()
-        await self._store.add_api_key(participant_id, hash_api_key(key), _now())
+        hashed = hash_api_key(key)
+        await self._store.add_api_key(participant_id, hashed, _now())
         await self._state.reload()
-        return key
+        return key, key_id(hashed)
+
+    async def revoke_api_key(self, participant_id: str, key: str) -> bool:
+        done = await self._store.revoke_api_key(participant_id, key, _now())
+        await self._state.reload()
+        return done
+
+    async def revoke_certificate(self, participant_id: str, fingerprint: str) -> bool:
+        done = await self._store.revoke_certificate(participant_id, fingerprint.lower(), _now())
+        await self._state.reload()
+        return done
+
+    async def api_keys(self, participant_id: str) -> list[tuple[str, int, int | None]]:
+        return await self._store.api_keys_of(participant_id)
 
     async def register_certificate(self, participant_id: str, pem: str) -> tuple[bool, str]:
         """Register a signing certificate; (created, fingerprint). A PEM that is not a
@@ -65,6 +80,8 @@ class Participants:
         holder = await self._store.certificate_holder(fp)
         if holder is not None and holder != participant_id:
             raise CertificateTaken(f"this certificate is already registered to participant {holder}")
+        if holder is not None and await self._store.certificate_revoked(fp):
+            raise CertificateTaken("this certificate was revoked and cannot be registered again: issue a new one")
         created = await self._store.add_certificate(participant_id, fp, pem, int(cert.not_valid_after_utc.timestamp()
                                                                                   * 1_000_000), _now())
         await self._state.reload()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -65,6 +66,13 @@ class ParticipantOut(BaseModel):
 
 class ApiKeyOut(BaseModel):
     apiKey: str
+    keyId: str
+
+
+class ApiKeyState(BaseModel):
+    keyId: str
+    createdAt: str
+    revokedAt: str | None
 
 
 class CertificateIn(BaseModel):
@@ -141,7 +149,40 @@ async def list_webhooks(participant_id: str, dip: Admin) -> Response:
 @router.post("/participants/{participant_id}/api-keys", status_code=201, response_model=ApiKeyOut)
 async def create_api_key(participant_id: str, dip: Admin) -> ApiKeyOut:
     _active(dip, participant_id)
-    return ApiKeyOut(apiKey=await dip.participants.new_api_key(participant_id))
+    key, key_id = await dip.participants.new_api_key(participant_id)
+    return ApiKeyOut(apiKey=key, keyId=key_id)
+
+
+@router.get("/participants/{participant_id}/api-keys", response_model=list[ApiKeyState])
+async def list_api_keys(participant_id: str, dip: Admin) -> list[ApiKeyState]:
+    """Every key the participant was given (never the key itself), in force or revoked."""
+    if participant_id not in dip.state.directory.participants:
+        raise HTTPException(404, f"no participant '{participant_id}'")
+    return [ApiKeyState(keyId=k, createdAt=_stamp(created), revokedAt=_stamp(revoked) if revoked else None)
+            for k, created, revoked in await dip.participants.api_keys(participant_id)]
+
+
+@router.delete("/participants/{participant_id}/api-keys/{key_id}", status_code=204, response_class=Response,
+               responses={404: {"description": "the participant has no such key in force"}})
+async def revoke_api_key(participant_id: str, key_id: str, dip: Admin) -> Response:
+    """Revoke one key for good; the participant's other keys and certificates stay in force."""
+    if not await dip.participants.revoke_api_key(participant_id, key_id):
+        raise HTTPException(404, f"'{participant_id}' has no API key '{key_id}' in force")
+    return Response(status_code=204)
+
+
+@router.delete("/participants/{participant_id}/certificates/{sha256}", status_code=204, response_class=Response,
+               responses={404: {"description": "the participant has no such certificate in force"}})
+async def revoke_certificate(participant_id: str, sha256: str, dip: Admin) -> Response:
+    """Revoke one certificate for good (by the hex SHA-256 of its DER): signatures made with it are
+    refused from now on, and it cannot be registered again."""
+    if not await dip.participants.revoke_certificate(participant_id, sha256):
+        raise HTTPException(404, f"'{participant_id}' has no certificate '{sha256[:16]}...' in force")
+    return Response(status_code=204)
+
+
+def _stamp(micros: int) -> str:
+    return ids.timestamp(datetime.fromtimestamp(micros / 1_000_000, UTC))
 
 
 @router.post("/participants/{participant_id}/certificates", status_code=201, response_model=CertificateOut)

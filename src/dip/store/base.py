@@ -202,6 +202,17 @@ class DirectoryStore(Protocol):
 
     async def certificate_holder(self, fingerprint: str) -> str | None: ...
 
+    async def revoke_api_key(self, participant_id: str, key_id: str, now: int) -> bool:
+        """Revoke the participant's key named ``key_id`` (dip.directory.key_id); False when it has
+        no such key in force."""
+
+    async def revoke_certificate(self, participant_id: str, fingerprint: str, now: int) -> bool: ...
+
+    async def api_keys_of(self, participant_id: str) -> list[tuple[str, int, int | None]]:
+        """(key ID, created at, revoked at) of each key the participant was ever given."""
+
+    async def certificate_revoked(self, fingerprint: str) -> bool: ...
+
     async def put_connection_provider(self, participant_id: str, dcp_id: str, roles: tuple[str, ...],
                                       now: int) -> None: ...
 

@@ -198,6 +198,8 @@ class SqlStore:
         q = self.q
         async with self._changing_state() as tx:
             deactivated = await tx.execute(q.deactivate_participant, now, participant_id)
+            await tx.write(q.revoke_api_keys_of, now, participant_id)  # for good: on-boarded again, it needs new ones
+            await tx.write(q.revoke_certificates_of, now, participant_id)
             await tx.write(q.drop_connection_providers_of, participant_id)
             await tx.write(q.drop_webhooks_of, participant_id)
             for interface_id, definition in channel_updates:
@@ -212,6 +214,20 @@ class SqlStore:
                               now: int) -> bool:
         async with self._changing_state() as tx:
             return await tx.execute(self.q.insert_certificate, fingerprint, participant_id, pem, not_after, now) > 0
+
+    async def revoke_api_key(self, participant_id: str, key_id: str, now: int) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.revoke_api_key, now, participant_id, key_id) > 0
+
+    async def revoke_certificate(self, participant_id: str, fingerprint: str, now: int) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.revoke_certificate, now, participant_id, fingerprint) > 0
+
+    async def api_keys_of(self, participant_id: str) -> list[tuple[str, int, int | None]]:
+        return [(str(r[0]), int(r[1]), r[2]) for r in await self.db.fetch(self.q.api_keys_of, participant_id)]
+
+    async def certificate_revoked(self, fingerprint: str) -> bool:
+        return bool(await self.db.fetchval(self.q.certificate_revoked, fingerprint))
 
     async def certificate_holder(self, fingerprint: str) -> str | None:
         holder = await self.db.fetchval(self.q.certificate_holder, fingerprint)

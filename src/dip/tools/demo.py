@@ -56,7 +56,7 @@ async def seed(dip: Node, base_url: str) -> list[Path]:
             os.chmod(folder / f"{p.role}.key.pem", 0o600)
             (folder / f"{p.role}.cert.pem").write_bytes(cert_pem)
             await dip.participants.register_certificate(p.participant_id, cert_pem.decode("ascii"))
-            api_key = await dip.participants.new_api_key(p.participant_id)
+            api_key, _ = await dip.participants.new_api_key(p.participant_id)
             profile.write_text(json.dumps({
                 "participantId": p.participant_id,
                 "name": p.name,

@@ -27,10 +27,10 @@ UPDATE meta SET value = value + 1 WHERE key = 'state_version';
 SELECT id, name, roles, active FROM participants;
 
 -- name: api_keys
-SELECT key_hash, participant_id FROM api_keys;
+SELECT key_hash, participant_id FROM api_keys WHERE revoked_at IS NULL;
 
 -- name: certificates
-SELECT fingerprint, participant_id FROM certificates;
+SELECT fingerprint, participant_id FROM certificates WHERE revoked_at IS NULL;
 
 -- name: connection_providers
 SELECT participant_id, dcp_id, roles FROM connection_providers;
@@ -53,6 +53,25 @@ UPDATE participants SET name = $2, roles = $3, active = $4, updated_at = $5 WHER
 
 -- name: deactivate_participant
 UPDATE participants SET active = FALSE, updated_at = $1 WHERE id = $2 AND active;
+
+-- name: revoke_api_keys_of
+UPDATE api_keys SET revoked_at = $1 WHERE participant_id = $2 AND revoked_at IS NULL;
+
+-- name: revoke_certificates_of
+UPDATE certificates SET revoked_at = $1 WHERE participant_id = $2 AND revoked_at IS NULL;
+
+-- name: revoke_api_key
+-- a key is named by the first 16 hex digits of its hash (dip.directory.key_id)
+UPDATE api_keys SET revoked_at = $1 WHERE participant_id = $2 AND substr(key_hash, 1, 16) = $3 AND revoked_at IS NULL;
+
+-- name: revoke_certificate
+UPDATE certificates SET revoked_at = $1 WHERE participant_id = $2 AND fingerprint = $3 AND revoked_at IS NULL;
+
+-- name: api_keys_of
+SELECT substr(key_hash, 1, 16), created_at, revoked_at FROM api_keys WHERE participant_id = $1 ORDER BY created_at;
+
+-- name: certificate_revoked
+SELECT revoked_at IS NOT NULL FROM certificates WHERE fingerprint = $1;
 
 -- name: drop_connection_providers_of
 DELETE FROM connection_providers WHERE participant_id = $1 OR dcp_id = $1;
