@@ -52,13 +52,37 @@ class Webhook:
     registered_by: str  # the participant or connection provider that registered it
 
 
+class OperatorRole(StrEnum):
+    """What an operator may do (docs/security.md, "Operators"): administrators change things;
+    support and auditors read."""
+
+    ADMINISTRATOR = "administrator"
+    SUPPORT = "support"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    id: str
+    name: str
+    role: OperatorRole
+
+    @property
+    def may_change(self) -> bool:
+        return self.role == OperatorRole.ADMINISTRATOR
+
+
+FIRST_ADMINISTRATOR = Operator("admin", "the DIP's first administrator key", OperatorRole.ADMINISTRATOR)
+
+
 @dataclass(frozen=True)
 class Directory:
     participants: dict[str, Participant] = field(default_factory=dict)
     api_keys: dict[str, str] = field(default_factory=dict)  # key hash -> participant ID
     certificates: dict[str, str] = field(default_factory=dict)  # fingerprint -> participant ID
     providers: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (participant, dcp)
-    admin_keys: frozenset[str] = frozenset()  # key hashes
+    admin_keys: frozenset[str] = frozenset()  # key hashes: administrators' (DIP_ADMIN_API_KEY, generated)
+    operator_keys: dict[str, Operator] = field(default_factory=dict)  # key hash -> operator
     webhooks: dict[tuple[str, str, str], Webhook] = field(default_factory=dict)  # (participant, kind, interface)
 
     def active(self, participant_id: str | None) -> Participant | None:
@@ -71,8 +95,11 @@ class Directory:
         pid = self.api_keys.get(hash_api_key(api_key))
         return self.active(pid)
 
-    def is_admin_key(self, api_key: str) -> bool:
-        return hash_api_key(api_key) in self.admin_keys
+    def operator_for_key(self, api_key: str) -> Operator | None:
+        hashed = hash_api_key(api_key)
+        if hashed in self.admin_keys:
+            return FIRST_ADMINISTRATOR
+        return self.operator_keys.get(hashed)
 
     def certificate_owner(self, fingerprint: str) -> Participant | None:
         return self.active(self.certificates.get(fingerprint))

@@ -19,6 +19,7 @@ from dip.accept.replay_guard import ReplayGuard
 from dip.accept.schema import SchemaChecker
 from dip.accept.validate_batch import ValidateBatch
 from dip.admin.channels import Channels
+from dip.admin.operators import Operators
 from dip.admin.participants import Participants
 from dip.admin.registry import RegistryLoads
 from dip.admin.views import OperatorViews
@@ -74,6 +75,7 @@ class Node:
         self.validate = ValidateBatch(self.state, self.checker, self.registry, settings.environment)
         self.relay_status = RelayStatusMessages(self.store, self.state, settings.dip_id, self.wake_delivery)
         self.participants = Participants(self.store, self.state)
+        self.operators = Operators(self.store, self.state)
         self.channels = Channels(self.store, self.state)
         self.webhooks = Webhooks(self.store, self.state, self.wake_delivery)
         self.registry_loads = RegistryLoads(self.store)

@@ -13,7 +13,7 @@ import logging
 from typing import Protocol
 
 from dip.catalogue import Catalogue, Channel, parse_definition
-from dip.directory import Directory, Participant, Webhook
+from dip.directory import Directory, Operator, OperatorRole, Participant, Webhook
 from dip.exceptions import CatalogueError
 from dip.store.base import DirectoryRows
 
@@ -53,6 +53,7 @@ class SharedState:
                 certificates=dict(rows.certificates),
                 providers={(p, d): frozenset(roles) for p, d, roles in rows.providers},
                 admin_keys=frozenset(rows.admin_keys),
+                operator_keys={key: Operator(oid, name, OperatorRole(role)) for key, oid, name, role in rows.operators},
                 webhooks={(w.participant_id, w.kind, w.interface_id): Webhook(*w) for w in rows.webhooks},
             )
             channels: dict[str, Channel] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from dip import ids
 from dip.admin.participants import CertificateTaken
 from dip.catalogue import ChannelDefinition
-from dip.directory import Participant
+from dip.directory import Operator, OperatorRole, Participant
 from dip.exceptions import CatalogueError, SignatureError
 from dip.ingress.auth import node
 from dip.ingress.bodies import BodyTooLarge, read_body
@@ -27,23 +28,42 @@ from dip.node import Node
 _ROLE = re.compile(ids.ROLE_PATTERN)
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+log = logging.getLogger("dip.admin")
+
+
+def operator_of(request: Request) -> Operator:
+    """The operator whose key the request carries (401 without one), allowed what it asks: any
+    operator reads; only administrators change anything (403 for support and auditors)."""
+    key = request.headers.get("x-api-key")
+    operator = node(request).state.directory.operator_for_key(key) if key else None
+    if operator is None:
+        raise HTTPException(401, "an operator's X-API-Key is required")
+    if request.method not in _READS and not operator.may_change:
+        raise HTTPException(403, f"operator {operator.id} is {operator.role.value}: it may read, not change")
+    return operator
+
+
 def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Node:
-    dip = node(request)
-    if not x_api_key or not dip.state.directory.is_admin_key(x_api_key):
-        raise HTTPException(401, "an admin X-API-Key is required")
-    return dip
+    operator_of(request)
+    return node(request)
 
 
 class AdminRoute(APIRoute):
-    """An operator route: the admin key is checked before anything else, the request body
-    included, so a caller without the key learns nothing from a malformed body (401, not 400)."""
+    """An operator route: the operator's key and role are checked before anything else, the
+    request body included, so a caller without a key learns nothing from a malformed body (401,
+    not 400). Every change is logged with who made it."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def admin_first(request: Request) -> Response:
-            require_admin(request, request.headers.get("x-api-key"))
-            return await handler(request)
+            operator = operator_of(request)
+            response = await handler(request)
+            if request.method not in _READS:
+                log.info("operator %s (%s): %s %s -> %d", operator.id, operator.role.value, request.method,
+                         request.url.path, response.status_code)
+            return response
 
         return admin_first
 
@@ -261,3 +281,43 @@ async def delete_channel(interface_id: str, dip: Admin) -> Response:
 
 
 __all__ = ["ChannelDefinition", "router"]
+
+
+class OperatorIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: OperatorRole
+
+
+class OperatorOut(BaseModel):
+    operatorId: str
+    apiKey: str
+
+
+class OperatorState(BaseModel):
+    operatorId: str
+    name: str
+    role: str
+    createdAt: str
+    revokedAt: str | None
+
+
+@router.post("/operators", status_code=201, response_model=OperatorOut)
+async def add_operator(body: OperatorIn, dip: Admin) -> OperatorOut:
+    """A person's operator key, with a role: administrator (changes anything), support or auditor
+    (read only). The key is shown once."""
+    operator_id, key = await dip.operators.add(body.name, body.role)
+    return OperatorOut(operatorId=operator_id, apiKey=key)
+
+
+@router.get("/operators", response_model=list[OperatorState])
+async def list_operators(dip: Admin) -> list[OperatorState]:
+    return [OperatorState(operatorId=i, name=n, role=r, createdAt=_stamp(c), revokedAt=_stamp(v) if v else None)
+            for i, n, r, c, v in await dip.operators.listed()]
+
+
+@router.delete("/operators/{operator_id}", status_code=204, response_class=Response,
+               responses={404: {"description": "no such operator in force"}})
+async def revoke_operator(operator_id: str, dip: Admin) -> Response:
+    if not await dip.operators.revoke(operator_id):
+        raise HTTPException(404, f"no operator '{operator_id}' in force")
+    return Response(status_code=204)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -128,6 +128,7 @@ class DirectoryRows:
     providers: list[tuple[str, str, tuple[str, ...]]]  # (participant, dcp, roles)
     admin_keys: list[str]
     webhooks: list[WebhookRow]
+    operators: list[tuple[str, str, str, str]] = field(default_factory=list)  # (key hash, id, name, role)
 
 
 class AppointmentRow(NamedTuple):
@@ -217,6 +218,13 @@ class DirectoryStore(Protocol):
                                       now: int) -> None: ...
 
     async def add_admin_key(self, key_hash: str, now: int) -> None: ...
+
+    async def add_operator(self, operator_id: str, name: str, role: str, key_hash: str, now: int) -> None: ...
+
+    async def revoke_operator(self, operator_id: str, now: int) -> bool: ...
+
+    async def operators(self) -> list[tuple[str, str, str, int, int | None]]:
+        """(id, name, role, created at, revoked at) of every operator, in the order they were added."""
 
     async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
         """Insert or replace; True when created."""

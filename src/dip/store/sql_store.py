@@ -167,6 +167,7 @@ class SqlStore:
             certificates = await r.fetch(q.certificates)
             providers = await r.fetch(q.connection_providers)
             admins = await r.fetch(q.admin_keys)
+            operators = await r.fetch(q.operator_keys)
             webhooks = await r.fetch(q.webhooks)
         return DirectoryRows(
             participants=[ParticipantRow(p[0], p[1], tuple(json.loads(p[2])), bool(p[3])) for p in participants],
@@ -174,6 +175,7 @@ class SqlStore:
             certificates=[(c[0], c[1]) for c in certificates],
             providers=[(p[0], p[1], tuple(json.loads(p[2]))) for p in providers],
             admin_keys=[a[0] for a in admins],
+            operators=[(o[0], o[1], o[2], o[3]) for o in operators],
             webhooks=[WebhookRow._make(w) for w in webhooks],
         )
 
@@ -244,6 +246,17 @@ class SqlStore:
     async def add_admin_key(self, key_hash: str, now: int) -> None:
         async with self._changing_state() as tx:
             await tx.write(self.q.insert_admin_key, key_hash, now)
+
+    async def add_operator(self, operator_id: str, name: str, role: str, key_hash: str, now: int) -> None:
+        async with self._changing_state() as tx:
+            await tx.write(self.q.insert_operator, operator_id, name, role, key_hash, now)
+
+    async def revoke_operator(self, operator_id: str, now: int) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.revoke_operator, now, operator_id) > 0
+
+    async def operators(self) -> list[tuple[str, str, str, int, int | None]]:
+        return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in await self.db.fetch(self.q.operators)]
 
     async def put_channel(self, interface_id: str, definition: bytes, now: int) -> bool:
         return await self._put(self.q.insert_channel, self.q.update_channel, interface_id, definition, now)

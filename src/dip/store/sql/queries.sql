@@ -38,6 +38,18 @@ SELECT participant_id, dcp_id, roles FROM connection_providers;
 -- name: admin_keys
 SELECT key_hash FROM admin_keys;
 
+-- name: operator_keys
+SELECT key_hash, id, name, role FROM operators WHERE revoked_at IS NULL;
+
+-- name: insert_operator
+INSERT INTO operators (id, name, role, key_hash, created_at) VALUES ($1, $2, $3, $4, $5);
+
+-- name: revoke_operator
+UPDATE operators SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL;
+
+-- name: operators
+SELECT id, name, role, created_at, revoked_at FROM operators ORDER BY created_at;
+
 -- name: webhooks
 SELECT participant_id, kind, interface_id, url, max_message_count, max_payload_kb, registered_by FROM webhooks;
 
