@@ -283,3 +283,14 @@ def test_an_operator_body_past_the_limit_is_refused_before_it_is_read(shared_dip
     # within the limit, announced but not sent: the route waits for it (no answer within 0.5 s)
     assert _answer_without_body(shared_dip.url, "/admin/channels/IF-021", {"X-API-Key": shared_dip.admin_key},
                                 deadline=0.5) == b""
+
+
+def test_every_answer_carries_a_request_id_of_its_own(shared_dip: RunningDip) -> None:
+    answers = [httpx.get(shared_dip.url + "/healthz"), httpx.post(shared_dip.url + "/dip-channel/IF-021"),
+               httpx.get(shared_dip.url + "/admin/queues", headers={"X-API-Key": shared_dip.admin_key}),
+               httpx.get(shared_dip.url + "/nowhere")]
+    ids = [a.headers.get("x-request-id") for a in answers]
+    assert all(i and len(i) == 32 for i in ids) and len(set(ids)) == len(ids), ids
+    with _connect(shared_dip.url) as conn:  # refused by the HTTP server itself
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: dip\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        assert b"x-request-id: " in _read_until_closed(conn, 5)

@@ -14,7 +14,7 @@ from dip.config import Settings
 from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, search, send, status_messages, views
 from dip.ingress.bodies import OperatorBodyLimit
 from dip.ingress.openapi_docs import complete_responses
-from dip.ingress.paths import CaseInsensitivePaths
+from dip.ingress.paths import CaseInsensitivePaths, RequestIds
 from dip.node import Node
 
 log = logging.getLogger("dip.ingress")
@@ -80,4 +80,5 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(OperatorBodyLimit)
     app.add_middleware(CaseInsensitivePaths)
+    app.add_middleware(RequestIds)  # outermost: refusals made by the middlewares above carry it too
     return app

@@ -9,9 +9,10 @@ PostgreSQL cannot store or compare text that does (SQLite would, so the stores w
 from __future__ import annotations
 
 import re
+import uuid
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _ROOTS = {"dip-channel", "statusmessage", "validate", "messages"}
 _WORDS = {"dip-channel", "pubconfig", "replay", "requeue", "statusmessage", "config", "validate", "messages"}
@@ -63,3 +64,30 @@ async def _refuse(send: Send, reason: str) -> None:
     await send({"type": "http.response.start", "status": 400, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+REQUEST_ID = "dip.request_id"  # scope key: the ID this request is known by (X-Request-ID)
+
+
+class RequestIds:
+    """Every response carries ``X-Request-ID``: an ID the DIP gives the request (never the
+    caller's), for a participant to quote to the service desk and for the logs (API contract
+    section 5)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope = dict(scope, **{REQUEST_ID: request_id})
+        header = (b"x-request-id", request_id.encode("ascii"))
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), header])  # type: ignore[assignment]
+            await send(message)
+
+        await self.app(scope, receive, stamped)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -198,7 +199,8 @@ class GuardedHttp(HttpToolsProtocol):
             cycle.message_event.set()
         if cycle is None or not cycle.response_started:
             reason = _REASONS[status]
-            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % (status, reason))
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\nx-request-id: %s\r\n\r\n"
+                                 % (status, reason, uuid.uuid4().hex.encode()))
         self.transport.close()
 
 
