@@ -14,6 +14,7 @@ import os
 import time
 
 from dip.accept.accept_batch import AcceptBatch
+from dip.accept.rate_limits import SharedRateLimiter
 from dip.accept.registry import RegistryCache
 from dip.accept.replay_guard import ReplayGuard
 from dip.accept.schema import SchemaChecker
@@ -61,7 +62,7 @@ class Node:
         self.store = store or open_store(settings.database_url, settings.data_dir)
         self.state = SharedState(self.store, settings.state_poll_seconds)
         self.checker = SchemaChecker(settings.validation_workers)
-        self.limiter = MessageRateLimiter(settings.rate_limit_messages_per_second, settings.rate_limit_burst)
+        self.limiter = SharedRateLimiter(self.store, settings.rate_limit_messages_per_second, settings.rate_limit_burst)
         self.archive_limiter = MessageRateLimiter(settings.archive_rate_limit, settings.archive_burst)
         self.status_limiter = MessageRateLimiter(settings.status_rate_limit, settings.status_burst)
         self.replay_guard = ReplayGuard(self.store, settings.signature_max_skew_seconds)

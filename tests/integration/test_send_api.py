@@ -468,6 +468,21 @@ def test_rate_limit_is_429_with_retry_after(dip_factory: Callable[..., RunningDi
     assert codes(response) == ["MSG1000"]
 
 
+def test_the_rate_limit_holds_across_api_nodes_on_one_database(dip_factory: Callable[..., RunningDip]) -> None:
+    """Two API nodes on one database share a participant's bucket: before 2026-12-05 each node
+    had its own, and N nodes allowed N times the rate."""
+    first = dip_factory(rate_limit_messages_per_second=0.5, rate_limit_burst=3)
+    with AdminClient(first.url, first.admin_key) as admin:
+        sds = admin.onboard(SDS, ["SDS"])
+        appoint_supplier(admin)
+    second = dip_factory(rate_limit_messages_per_second=0.5, rate_limit_burst=3, deliver=False)
+    with DipClient(first.url, sds) as one, DipClient(second.url, sds) as other:
+        assert one.send("IF-021", consumption(one, 3)).status_code == 201
+        refused = other.send("IF-021", consumption(other, 1))
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+
+
 def test_live_channel_change_takes_effect_without_restart(dip: RunningDip, admin: AdminClient,
                                                           sds: DipClient) -> None:
     payload = consumption(sds, 1)[0]

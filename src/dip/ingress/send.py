@@ -71,7 +71,7 @@ async def send_messages(interface_id: str, request: Request) -> Response:
             f"{settings.max_messages_per_call}. Split the batch.",
             recipient,
         )
-    wait = dip.limiter.take(caller.principal.id, len(raws))
+    wait = await dip.limiter.take(caller.principal.id, len(raws))
     if wait:
         raise Refusal(
             429, Code.PROCESSING_FAILED,

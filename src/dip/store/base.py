@@ -352,6 +352,11 @@ class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore
             JobStore, Protocol):
     """All of it: what a node opens. Each use case takes only the part it needs."""
 
+    async def take_tokens(self, key: str, count: float, rate: float, burst: float, now: int) -> float:
+        """Take ``count`` tokens from the bucket ``key`` (``burst`` at most, refilled at ``rate`` a
+        second), shared by every node on the database: 0 when taken, else the seconds until
+        there would be enough."""
+
     async def first_sight(self, digest: bytes, expires_at: int) -> bool:
         """Record a signed request (by its signature's digest) until ``expires_at``: False when it
         was recorded already, by this node or another."""

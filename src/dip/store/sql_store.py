@@ -570,6 +570,17 @@ class SqlStore:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.drop_expired_replay_pages, now)
 
+    async def take_tokens(self, key: str, count: float, rate: float, burst: float, now: int) -> float:
+        per_micro = rate / 1_000_000
+        async with self.db.transaction() as tx:
+            if await tx.fetchval(self.q.take_tokens, key, float(count), per_micro, float(burst), now) is not None:
+                return 0.0
+            row = await tx.fetchrow(self.q.bucket, key)
+        if row is None:  # (a bucket is made by its first take, which a count within the burst passes)
+            return 1.0
+        tokens = min(float(burst), float(row[0]) + (now - int(row[1])) * per_micro)
+        return max(0.0, (count - tokens) / rate)
+
     async def first_sight(self, digest: bytes, expires_at: int) -> bool:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.first_sight, digest, expires_at) == 1

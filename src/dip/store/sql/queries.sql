@@ -447,6 +447,23 @@ SELECT caller_id, queue, request_hash, after_at, after_id, expires_at FROM repla
 -- name: drop_expired_replay_pages
 DELETE FROM replay_pages WHERE expires_at < $1;
 
+-- name: take_tokens
+-- a token bucket ($1) of $4 tokens at most, refilled at $3 a microsecond: take $2 at $5 when there
+-- are as many (a row comes back), else leave it as it is (none does)
+INSERT INTO rate_buckets (key, tokens, updated_at) VALUES ($1, CAST($4 AS DOUBLE PRECISION) - $2, $5)
+ON CONFLICT (key) DO UPDATE SET
+    tokens = (CASE WHEN rate_buckets.tokens + ($5 - rate_buckets.updated_at) * CAST($3 AS DOUBLE PRECISION) > $4
+                   THEN CAST($4 AS DOUBLE PRECISION)
+                   ELSE rate_buckets.tokens + ($5 - rate_buckets.updated_at) * CAST($3 AS DOUBLE PRECISION) END) - $2,
+    updated_at = $5
+WHERE (CASE WHEN rate_buckets.tokens + ($5 - rate_buckets.updated_at) * CAST($3 AS DOUBLE PRECISION) > $4
+            THEN CAST($4 AS DOUBLE PRECISION)
+            ELSE rate_buckets.tokens + ($5 - rate_buckets.updated_at) * CAST($3 AS DOUBLE PRECISION) END) >= $2
+RETURNING tokens;
+
+-- name: bucket
+SELECT tokens, updated_at FROM rate_buckets WHERE key = $1;
+
 -- name: first_sight
 INSERT INTO seen_requests (digest, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING;
 
