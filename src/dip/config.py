@@ -30,6 +30,9 @@ class Settings:
     environment: str = "DEV"
     dip_id: str = "0000000000"  # the DIP's own participant ID, used as senderID in its responses
     admin_api_key: str | None = None  # the first admin key (DIP_ADMIN_API_KEY)
+    tls_cert: Path | None = None  # serve HTTPS with this certificate chain (PEM) ...
+    tls_key: Path | None = None  # ... and key; with tls_client_ca, participant routes need a client certificate
+    tls_client_ca: Path | None = None  # the CA bundle participants' client certificates must chain to (mutual TLS)
     public_base_url: str | None = None  # the URL participants sign against, when behind a proxy
     service_ticket_url: str = "https://servicedesk.dip.invalid/ticket?transactionID={transactionID}"
     max_messages_per_call: int = 50_000
@@ -86,6 +89,9 @@ class Settings:
             raise ConfigurationError("--archive-rate-limit and --status-rate-limit must be 0 or more, and the "
                                      "replay page size and the "
                                      "retention and job intervals positive")
+        if (self.tls_cert is None) != (self.tls_key is None) or (self.tls_client_ca is not None
+                                                                   and self.tls_cert is None):
+            raise ConfigurationError("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
         if self.environment != "DEV" and not self.public_base_url:
             # else a signature would be checked against the Host header, which the caller chooses:
             # a request signed for another host would pass when sent with that Host

@@ -19,6 +19,7 @@ from dip.directory import Participant
 from dip.exceptions import SignatureError
 from dip.ingress.errors import Refusal
 from dip.ingress.paths import SENT_PATH
+from dip.ingress.server import CLIENT_CERT
 from dip.node import Node
 from dip.signing import API_KEY, SIGNATURE, verify_request
 
@@ -49,10 +50,32 @@ def key_holder(dip: Node, request: Request) -> Participant:
     key = request.headers.get(API_KEY)
     if not key:
         raise Refusal(401, Code.PROCESSING_FAILED, f"401 Unauthorised: missing {API_KEY} header")
-    principal = dip.state.directory.participant_for_key(key)
+    directory = dip.state.directory
+    principal = directory.participant_for_key(key)
     if principal is None:
         raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
+    if dip.settings.tls_client_ca is not None:
+        _client_certificate_fits(dip, request, principal)
     return principal
+
+
+def _client_certificate_fits(dip: Node, request: Request, principal: Participant) -> None:
+    """Mutual TLS: the connection's client certificate (verified against the client CA in the
+    handshake) must be registered to the API key's participant or to a connection provider it
+    appointed: the same registration serves TLS and signatures (API contract section 5)."""
+    fingerprint = request.scope.get(CLIENT_CERT)
+    if fingerprint is None:
+        raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: this route needs a client certificate "
+                      "(mutual TLS) issued by the DIP's client CA", principal.id)
+    directory = dip.state.directory
+    owner = directory.certificate_owner(fingerprint)
+    if owner is None:
+        raise Refusal(403, Code.PROCESSING_FAILED, f"403 Forbidden: the client certificate (SHA-256 "
+                      f"{fingerprint[:16]}...) is not registered with the DIP, or was revoked", principal.id)
+    if owner.id != principal.id and not directory.provider_roles(principal.id, owner.id):
+        raise Refusal(403, Code.PROCESSING_FAILED, f"403 Forbidden: the client certificate belongs to '{owner.id}', "
+                      f"which is neither the API key's participant '{principal.id}' nor one of its connection "
+                      "providers", principal.id)
 
 
 class KeyFirst(APIRoute):

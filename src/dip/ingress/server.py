@@ -24,7 +24,9 @@ A request that breaks a limit before its route answered gets the status alone, w
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import resource
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ def connection_cap(wanted: int) -> int:
 
 
 _IDLE, _HEAD, _BODY, _APP, _REFUSED = range(5)
+CLIENT_CERT = "dip.client_cert"  # scope key: the SHA-256 (hex) of the verified TLS client certificate, or None
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 400: b"Bad Request"}
 
 
@@ -87,13 +90,22 @@ class GuardedHttp(HttpToolsProtocol):
         self._header_count = 0
         self._body_started = 0.0
         self._body_bytes = 0
+        self._client_cert: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             transport.abort()
             return
+        # over TLS the handshake is done by now: the client certificate, if any, was verified
+        tls = transport.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        self._client_cert = hashlib.sha256(der).hexdigest() if der else None
         self._arm(self.limits.idle_seconds)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[CLIENT_CERT] = self._client_cert  # type: ignore[literal-required]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -210,7 +222,14 @@ def guarded(limits: ServerLimits) -> type[GuardedHttp]:
 
 
 def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
-    """How every DIP serves HTTP (``dip serve`` and the test harness alike)."""
+    """How every DIP serves HTTP (``dip serve`` and the test harness alike). With a client CA,
+    a client certificate is asked for and, when one is presented, must chain to that CA (else
+    the handshake fails); the routes that need one say so (``dip.ingress.auth``), so probes and
+    the public certificate stay reachable without."""
     limits = ServerLimits.from_settings(settings)
+    if settings.tls_cert is not None:
+        options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+        if settings.tls_client_ca is not None:
+            options.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     return uvicorn.Config(app, host=settings.host, port=settings.port, http=guarded(limits),  # type: ignore[arg-type]
                           timeout_keep_alive=max(1, round(limits.idle_seconds)), **options)

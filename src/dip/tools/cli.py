@@ -25,6 +25,13 @@ def _serve_parser(sub: Any) -> None:
                    help="this instance's environment tag: PRD SITB SIT UIT DEV")
     p.add_argument("--dip-id", default=os.environ.get("DIP_ID", "0000000000"),
                    help="the DIP's own 10-character participant ID")
+    for flag, text in [("tls-cert", "serve HTTPS with this certificate chain (PEM)"),
+                       ("tls-key", "the private key of --tls-cert (PEM)"),
+                       ("tls-client-ca", "mutual TLS: participant routes need a client certificate chaining to this "
+                                         "CA bundle and registered to the API key's participant or its provider")]:
+        variable = "DIP_" + flag.upper().replace("-", "_")
+        value = os.environ.get(variable)
+        p.add_argument(f"--{flag}", type=Path, default=Path(value) if value else None, help=f"{text}; {variable}")
     p.add_argument("--public-base-url", default=os.environ.get("DIP_PUBLIC_BASE_URL"),
                    help="base URL participants sign against when the DIP sits behind a proxy")
     p.add_argument("--service-ticket-url", default=os.environ.get("DIP_SERVICE_TICKET_URL",
@@ -99,6 +106,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         environment=args.environment, dip_id=args.dip_id,
         admin_api_key=os.environ.get("DIP_ADMIN_API_KEY") or None,
         public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
         max_connections=args.max_connections, idle_timeout_seconds=args.idle_timeout_seconds,
         header_timeout_seconds=args.header_timeout_seconds, max_header_bytes=args.max_header_bytes,
@@ -129,7 +137,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.no_api:
         return _delivery_node(settings, args.log_level)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    base_url = f"http://{settings.host}:{settings.port}"
+    base_url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
 
     async def on_started(dip: Node) -> None:
         if settings.demo:

@@ -77,7 +77,7 @@ class RunningDip:
         port = port or free_port()
         self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key)
         self.admin_key = admin_key
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if settings.tls_cert else 'http'}://127.0.0.1:{port}"
         self.node = Node(self.settings)
         self._server = _PromptServer(server_config(create_app(self.settings, self.node), self.settings,
                                                    log_level="warning", loop="asyncio", lifespan="on"))
