@@ -33,6 +33,9 @@ class Settings:
     tls_cert: Path | None = None  # serve HTTPS with this certificate chain (PEM) ...
     tls_key: Path | None = None  # ... and key; with tls_client_ca, participant routes need a client certificate
     tls_client_ca: Path | None = None  # the CA bundle participants' client certificates must chain to (mutual TLS)
+    webhook_ca_bundle: Path | None = None  # trust these CAs for recipients' servers (default: the system's)
+    webhook_client_cert: Path | None = None  # the DIP's TLS client certificate toward webhooks ...
+    webhook_client_key: Path | None = None  # ... and its key (default: the DIP's signing certificate and key)
     public_base_url: str | None = None  # the URL participants sign against, when behind a proxy
     service_ticket_url: str = "https://servicedesk.dip.invalid/ticket?transactionID={transactionID}"
     max_messages_per_call: int = 50_000
@@ -92,6 +95,8 @@ class Settings:
         if (self.tls_cert is None) != (self.tls_key is None) or (self.tls_client_ca is not None
                                                                    and self.tls_cert is None):
             raise ConfigurationError("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
+        if (self.webhook_client_cert is None) != (self.webhook_client_key is None):
+            raise ConfigurationError("--webhook-client-cert and --webhook-client-key go together")
         if self.environment != "DEV" and not self.public_base_url:
             # else a signature would be checked against the Host header, which the caller chooses:
             # a request signed for another host would pass when sent with that Host

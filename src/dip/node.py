@@ -11,7 +11,12 @@ import asyncio
 import gc
 import logging
 import os
+import ssl
+import tempfile
 import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from dip.accept.accept_batch import AcceptBatch
 from dip.accept.rate_limits import SharedRateLimiter
@@ -140,7 +145,7 @@ class Node:
             queues=self.store,
             lookups=self.state,
             sender=WebhookSender(self.signing_key, self.signing_cert_pem, s.webhook_timeout_seconds,
-                                 public_only=s.environment != "DEV"),
+                                 public_only=s.environment != "DEV", tls=self._webhook_tls()),
             policy=self.policy,
             notices=StatusNotices(s.dip_id, s.ticket_url),
             breakers=CircuitBreakers(cool_off=min(30.0, s.retry_max_seconds)),
@@ -155,6 +160,28 @@ class Node:
         lease = max(s.delivery_lease_seconds or s.webhook_timeout_seconds + 30, s.webhook_timeout_seconds + 1)
         return DeliveryWorker(ctx, lease_seconds=lease, poll_seconds=s.delivery_poll_seconds,
                               concurrency=s.delivery_concurrency, slow_after=s.delivery_slow_after_seconds)
+
+    def _webhook_tls(self) -> ssl.SSLContext:
+        """How the DIP calls webhooks over TLS: it verifies the recipient's server certificate
+        (against the system's CAs, or --webhook-ca-bundle for private CAs) and presents its own
+        client certificate when the recipient asks for one: --webhook-client-cert, else its signing
+        certificate, which recipients can fetch from GET /dip/certificate to trust."""
+        s = self.settings
+        context = ssl.create_default_context(cafile=str(s.webhook_ca_bundle) if s.webhook_ca_bundle else None)
+        if s.webhook_client_cert is not None and s.webhook_client_key is not None:
+            context.load_cert_chain(str(s.webhook_client_cert), str(s.webhook_client_key))
+        else:
+            assert self.signing_key is not None
+            key_pem = self.signing_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+            # ssl loads a chain only from files: written for the load, readable by this user alone
+            with tempfile.TemporaryDirectory() as folder:
+                cert, key = Path(folder) / "dip.pem", Path(folder) / "dip.key"
+                cert.write_bytes(self.signing_cert_pem)
+                key.touch(mode=0o600)
+                key.write_bytes(key_pem)
+                context.load_cert_chain(str(cert), str(key))
+        return context
 
     async def _bootstrap(self) -> None:
         """The first admin key and the shipped catalogue, on a database that has neither."""

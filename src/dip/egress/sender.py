@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,9 @@ PER_HOST = 16  # concurrent calls to one host
 class WebhookSender:
     """Signs and posts egress bodies with one shared aiohttp session."""
 
-    def __init__(self, key: SigningKey, cert_pem: bytes, timeout: float, public_only: bool) -> None:
+    def __init__(self, key: SigningKey, cert_pem: bytes, timeout: float, public_only: bool,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._key = key
         self._cert_pem = cert_pem
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -119,7 +122,7 @@ class WebhookSender:
             # per host instead: one recipient's queues share PER_HOST connections (dip.egress.worker)
             connector = aiohttp.TCPConnector(
                 limit=0, limit_per_host=PER_HOST, resolver=PublicOnlyResolver() if self._public_only else None,
-                ttl_dns_cache=60)
+                ttl_dns_cache=60, ssl=self._tls if self._tls is not None else True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 

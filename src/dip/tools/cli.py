@@ -28,7 +28,12 @@ def _serve_parser(sub: Any) -> None:
     for flag, text in [("tls-cert", "serve HTTPS with this certificate chain (PEM)"),
                        ("tls-key", "the private key of --tls-cert (PEM)"),
                        ("tls-client-ca", "mutual TLS: participant routes need a client certificate chaining to this "
-                                         "CA bundle and registered to the API key's participant or its provider")]:
+                                         "CA bundle and registered to the API key's participant or its provider"),
+                       ("webhook-ca-bundle", "trust these CAs for recipients' webhook servers (private CAs); "
+                                             "default: the system's"),
+                       ("webhook-client-cert", "the DIP's TLS client certificate toward webhooks (PEM); default: its "
+                                               "signing certificate"),
+                       ("webhook-client-key", "the key of --webhook-client-cert (PEM)")]:
         variable = "DIP_" + flag.upper().replace("-", "_")
         value = os.environ.get(variable)
         p.add_argument(f"--{flag}", type=Path, default=Path(value) if value else None, help=f"{text}; {variable}")
@@ -107,6 +112,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin_api_key=os.environ.get("DIP_ADMIN_API_KEY") or None,
         public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        webhook_ca_bundle=args.webhook_ca_bundle, webhook_client_cert=args.webhook_client_cert,
+        webhook_client_key=args.webhook_client_key,
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
         max_connections=args.max_connections, idle_timeout_seconds=args.idle_timeout_seconds,
         header_timeout_seconds=args.header_timeout_seconds, max_header_bytes=args.max_header_bytes,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import socket
 import ssl
 import sys
@@ -173,12 +174,15 @@ class WebhookReceiver:
     connection without an answer.
     """
 
-    def __init__(self, default_status: int = 201) -> None:
+    def __init__(self, default_status: int = 201, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve HTTPS with this server context (which may ask for client certificates)."""
         import asyncio as _asyncio
 
         self._asyncio = _asyncio
+        self._tls = tls
+        self._transports: set[Any] = set()  # connections seen: closed at once when the receiver stops
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hook"
         self.calls: list[RecordedCall] = []
         self._script: list[Answer] = []
         self._default = Answer(default_status)
@@ -229,7 +233,12 @@ class WebhookReceiver:
             decoded = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             decoded = None
-        call = RecordedCall(request.method, request.path, dict(request.headers), body, decoded, time.monotonic())
+        if request.transport is not None:
+            self._transports.add(request.transport)
+        tls = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        call = RecordedCall(request.method, request.path, dict(request.headers), body, decoded, time.monotonic(),
+                            hashlib.sha256(der).hexdigest() if der else None)
         answer = self._next_answer()
         with self._changed:
             self.calls.append(call)
@@ -257,11 +266,13 @@ class WebhookReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        site = web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self._tls)
         loop.run_until_complete(site.start())
         self._stop = loop.create_future()
         self._ready.set()
         loop.run_until_complete(self._stop)
+        for transport in self._transports:  # a TLS connection closed politely outlives the loop
+            transport.abort()
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
@@ -294,6 +305,7 @@ class RecordedCall:
     body: bytes
     json: Any
     at: float  # time.monotonic() when it arrived
+    client_cert: str | None = None  # SHA-256 (hex) of the caller's TLS client certificate, over HTTPS
 
 
 def _accept_all(messages: list[Any]) -> dict[str, Any]:
