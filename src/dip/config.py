@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class Settings:
     tls_cert: Path | None = None  # serve HTTPS with this certificate chain (PEM) ...
     tls_key: Path | None = None  # ... and key; with tls_client_ca, participant routes need a client certificate
     tls_client_ca: Path | None = None  # the CA bundle participants' client certificates must chain to (mutual TLS)
+    client_cert_header: str | None = None  # behind a TLS-terminating gateway: the header it forwards the
+    # verified client certificate in (URL-encoded PEM, as nginx's $ssl_client_escaped_cert) ...
+    trusted_proxies: tuple[str, ...] = ()  # ... trusted only from these addresses (CIDRs)
     webhook_ca_bundle: Path | None = None  # trust these CAs for recipients' servers (default: the system's)
     webhook_client_cert: Path | None = None  # the DIP's TLS client certificate toward webhooks ...
     webhook_client_key: Path | None = None  # ... and its key (default: the DIP's signing certificate and key)
@@ -77,6 +81,11 @@ class Settings:
     demo: bool = False
     load_default_catalogue: bool = True
 
+    @property
+    def requires_client_cert(self) -> bool:
+        """Mutual TLS on participant routes: the DIP's own (a client CA) or a gateway's."""
+        return self.tls_client_ca is not None or self.client_cert_header is not None
+
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENT_TAGS:
             raise ConfigurationError(
@@ -95,6 +104,13 @@ class Settings:
         if (self.tls_cert is None) != (self.tls_key is None) or (self.tls_client_ca is not None
                                                                    and self.tls_cert is None):
             raise ConfigurationError("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
+        if self.client_cert_header is not None and not self.trusted_proxies:
+            raise ConfigurationError("--client-cert-header needs --trusted-proxies: the gateway's addresses")
+        try:
+            for network in self.trusted_proxies:
+                ipaddress.ip_network(network)
+        except ValueError as exc:
+            raise ConfigurationError(f"--trusted-proxies: {exc}") from exc
         if (self.webhook_client_cert is None) != (self.webhook_client_key is None):
             raise ConfigurationError("--webhook-client-cert and --webhook-client-key go together")
         if self.environment != "DEV" and not self.public_base_url:

@@ -13,6 +13,7 @@ from dip import __version__
 from dip.config import Settings
 from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, search, send, status_messages, views
 from dip.ingress.bodies import OperatorBodyLimit
+from dip.ingress.gateway import ForwardedClientCert
 from dip.ingress.openapi_docs import complete_responses
 from dip.ingress.paths import CaseInsensitivePaths, RequestIds
 from dip.node import Node
@@ -78,6 +79,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(ForwardedClientCert, settings=settings)
     app.add_middleware(OperatorBodyLimit)
     app.add_middleware(CaseInsensitivePaths)
     app.add_middleware(RequestIds)  # outermost: refusals made by the middlewares above carry it too

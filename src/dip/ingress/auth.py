@@ -54,7 +54,7 @@ def key_holder(dip: Node, request: Request) -> Participant:
     principal = directory.participant_for_key(key)
     if principal is None:
         raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
-    if dip.settings.tls_client_ca is not None:
+    if dip.settings.requires_client_cert:
         _client_certificate_fits(dip, request, principal)
     return principal
 

@@ -37,6 +37,12 @@ def _serve_parser(sub: Any) -> None:
         variable = "DIP_" + flag.upper().replace("-", "_")
         value = os.environ.get(variable)
         p.add_argument(f"--{flag}", type=Path, default=Path(value) if value else None, help=f"{text}; {variable}")
+    p.add_argument("--client-cert-header", default=os.environ.get("DIP_CLIENT_CERT_HEADER"),
+                   help="behind a TLS-terminating gateway: the header carrying the client certificate it verified "
+                        "(URL-encoded PEM); needs --trusted-proxies")
+    p.add_argument("--trusted-proxies", default=os.environ.get("DIP_TRUSTED_PROXIES", ""),
+                   help="comma-separated addresses or CIDRs of the gateway: the only ones whose forwarded client "
+                        "certificate is believed")
     p.add_argument("--public-base-url", default=os.environ.get("DIP_PUBLIC_BASE_URL"),
                    help="base URL participants sign against when the DIP sits behind a proxy")
     p.add_argument("--service-ticket-url", default=os.environ.get("DIP_SERVICE_TICKET_URL",
@@ -112,6 +118,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin_api_key=os.environ.get("DIP_ADMIN_API_KEY") or None,
         public_base_url=args.public_base_url, service_ticket_url=args.service_ticket_url,
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        client_cert_header=args.client_cert_header,
+        trusted_proxies=tuple(p.strip() for p in args.trusted_proxies.split(",") if p.strip()),
         webhook_ca_bundle=args.webhook_ca_bundle, webhook_client_cert=args.webhook_client_cert,
         webhook_client_key=args.webhook_client_key,
         max_messages_per_call=args.max_messages_per_call, max_body_bytes=args.max_body_bytes,
