@@ -8,7 +8,6 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from dip.config import Settings
 from dip.store import Store, open_store
 from dip.tools.client import Identity
-from dip.tools.testing import AdminClient, RunningDip, free_port
+from dip.tools.testing import AdminClient, RunningDip
 from tests.helpers import onboard_all
 
 PG_URL = os.environ.get("DIP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -157,10 +156,7 @@ def dip_factory(settings: Settings) -> Iterator[Callable[..., RunningDip]]:
     running: list[RunningDip] = []
 
     def start(**overrides: Any) -> RunningDip:
-        port = free_port()
-        if overrides.get("environment", "DEV") != "DEV":  # the public URL is required outside DEV
-            overrides.setdefault("public_base_url", f"http://127.0.0.1:{port}")
-        server = RunningDip(replace(settings, **overrides), port=port).__enter__()
+        server = RunningDip(settings, overrides=overrides).__enter__()
         running.append(server)
         return server
 

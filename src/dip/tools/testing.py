@@ -38,9 +38,24 @@ ADMIN_KEY = "test-admin-key"
 
 
 def free_port() -> int:
+    """A port free now, for a server in another process. Another process may take it before that
+    server binds: a server in this process should listen on ``listening_socket()`` instead."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def listening_socket(port: int = 0) -> socket.socket:
+    """A socket bound on 127.0.0.1 (a free port unless ``port``), handed to the server that will
+    listen on it: no other test can take the port between choosing it and binding it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _PromptServer(uvicorn.Server):
@@ -74,15 +89,24 @@ class RunningDip:
     """A real DIP (uvicorn, real sockets, real store) in a background thread."""
 
     def __init__(self, settings: Settings, admin_key: str = ADMIN_KEY, start_timeout: float = 30,
-                 port: int | None = None) -> None:
-        port = port or free_port()
-        self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key)
+                 port: int | None = None, overrides: dict[str, Any] | None = None) -> None:
+        """``overrides``: settings to change, applied once the port is known (a public base URL is
+        then set to the server's own URL outside DEV, unless given)."""
+        self._socket = listening_socket(port or 0)
+        port = int(self._socket.getsockname()[1])
+        overrides = dict(overrides or {})
+        tls = overrides.get("tls_cert", settings.tls_cert)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        if overrides.get("environment", settings.environment) != "DEV" and not (
+                overrides.get("public_base_url") or settings.public_base_url):
+            overrides["public_base_url"] = self.url  # required outside DEV: the URL it listens on
+        self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key, **overrides)
         self.admin_key = admin_key
-        self.url = f"{'https' if settings.tls_cert else 'http'}://127.0.0.1:{port}"
         self.node = Node(self.settings)
         self._server = _PromptServer(server_config(create_app(self.settings, self.node), self.settings,
                                                    log_level="warning", loop="asyncio", lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, name=f"dip-{port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"dip-{port}", daemon=True)
         self._timeout = start_timeout
 
     def __enter__(self) -> RunningDip:
@@ -92,6 +116,7 @@ class RunningDip:
             if self._server.started:
                 return self
             if not self._thread.is_alive():
+                self._socket.close()
                 raise RuntimeError("the DIP server failed to start")
             time.sleep(0.02)
         raise TimeoutError("the DIP server did not start in time")
@@ -99,6 +124,7 @@ class RunningDip:
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
         self._thread.join(timeout=30)
+        self._socket.close()
         if self._thread.is_alive():  # say where it is stuck: a DIP that will not stop is a bug
             frame = sys._current_frames().get(self._thread.ident or -1)
             where = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
@@ -181,7 +207,8 @@ class WebhookReceiver:
         self._asyncio = _asyncio
         self._tls = tls
         self._transports: set[Any] = set()  # connections seen: closed at once when the receiver stops
-        self.port = free_port()
+        self._socket = listening_socket()
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/hook"
         self.calls: list[RecordedCall] = []
         self._script: list[Answer] = []
@@ -266,7 +293,7 @@ class WebhookReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self._tls)
+        site = web.SockSite(runner, self._socket, ssl_context=self._tls)
         loop.run_until_complete(site.start())
         self._stop = loop.create_future()
         self._ready.set()
@@ -286,6 +313,7 @@ class WebhookReceiver:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         self._thread.join(timeout=10)
+        self._socket.close()
 
 
 @dataclass(frozen=True)
