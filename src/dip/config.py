@@ -80,6 +80,15 @@ class Settings:
     delivery_poll_seconds: float = 0.5
     demo: bool = False
     load_default_catalogue: bool = True
+    # the API activity log (dip.audit; docs/security.md "API activity log")
+    activity_log: bool = True  # off only to measure what it costs (bench/audit.py)
+    audit_dir: Path | None = None  # where the signed checkpoints go (default DATA_DIR/audit): outside the database
+    audit_checkpoint_seconds: float = 10.0
+    audit_retention_days: float = 2_557.0  # seven years; never purged with the archive
+
+    @property
+    def audit_folder(self) -> Path:
+        return self.audit_dir if self.audit_dir is not None else self.data_dir / "audit"
 
     @property
     def requires_client_cert(self) -> bool:
@@ -144,6 +153,9 @@ class Settings:
             raise ConfigurationError("--delivery-cache-mb must be between 0 (no cache) and 65,536")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
+        if not (self.audit_checkpoint_seconds > 0 and self.audit_retention_days > 0
+                and math.isfinite(self.audit_checkpoint_seconds) and math.isfinite(self.audit_retention_days)):
+            raise ConfigurationError("--audit-checkpoint-seconds and --audit-retention-days must be positive")
         if "{transactionID}" not in self.service_ticket_url:
             raise ConfigurationError("--service-ticket-url must contain {transactionID}")
 

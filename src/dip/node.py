@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import ssl
 import tempfile
 import time
@@ -37,6 +38,9 @@ from dip.archive.requeue import Requeue, RequeueAppender
 from dip.archive.retention import Retention
 from dip.archive.search import Search
 from dip.archive.status_replay import StatusReplay
+from dip.audit import chain as audit_chain
+from dip.audit.export import ActivityReader
+from dip.audit.writer import ActivityLog
 from dip.catalogue import ANSWERED_BY_DIP, default_catalogue, parse_definition
 from dip.config import Settings
 from dip.directory import hash_api_key, new_api_key
@@ -49,7 +53,7 @@ from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker, new_owner
 from dip.ingress.ratelimit import MessageRateLimiter
 from dip.jobs import Job, Scheduler
-from dip.signing import SigningKey, generate_identity, load_private_key_pem
+from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
 from dip.state import SharedState
 from dip.store import Store, open_store
 from dip.store.message_cache import MessageCache
@@ -59,6 +63,11 @@ log = logging.getLogger("dip")
 
 def _now() -> int:
     return int(time.time() * 1_000_000)
+
+
+def _chain_name() -> str:
+    """This process's activity-log chain: unique across nodes and restarts, safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", new_owner())
 
 
 class Node:
@@ -95,12 +104,28 @@ class Node:
         self.policy = RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds,
                                   settings.dead_letter_after_seconds)
         self.retention = Retention(self.store, self.state, policy=self.policy)
-        self.scheduler = Scheduler(self.store, new_owner(), [Job("retention", settings.retention_every_seconds,
-                                                                 self._purge)], settings.jobs_poll_seconds)
+        self.activity = (ActivityLog(self.store, _chain_name(), settings.audit_folder,
+                                     checkpoint_seconds=settings.audit_checkpoint_seconds)
+                         if settings.activity_log else None)
+        self.activity_reader = ActivityReader(self.store, settings.audit_folder)
+        self.scheduler = Scheduler(self.store, new_owner(), [
+            Job("retention", settings.retention_every_seconds, self._purge),
+            Job("activity-retention", 3_600.0, self._purge_activity),
+        ], settings.jobs_poll_seconds)
 
     async def _purge(self, now: int) -> tuple[str, bool]:
         purged = await self.retention.purge(now)
         return purged.summary(), purged.finished
+
+    async def _purge_activity(self, now: int) -> tuple[str, bool]:
+        """The activity log's own retention (never the archive's): each chain's entries older than
+        ``audit_retention_days`` go, after a signed cut that says where the chain now starts."""
+        assert self.signing_key is not None
+        horizon = now - int(self.settings.audit_retention_days * 86_400 * 1_000_000)
+        deleted = 0
+        for chain, seq, hash_ in await self.store.activity_due(horizon):
+            deleted += await self.store.cut_activity(audit_chain.cut(self.signing_key, chain, seq, hash_, now))
+        return f"{deleted} activity log entries older than {self.settings.audit_retention_days:g} days removed", True
 
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""
@@ -123,6 +148,9 @@ class Node:
             self.worker.start()
             await self.worker.listen()
         self.requeue_appender.start()
+        if self.activity is not None:
+            assert self.signing_key is not None
+            await self.activity.start(self.signing_key, load_certificate_pem(self.signing_cert_pem))
         await self.scheduler.start()
         self.state.start_polling()
 
@@ -132,6 +160,8 @@ class Node:
         if self.worker is not None:
             await self.worker.stop()
         await self.state.stop_polling()
+        if self.activity is not None:
+            await self.activity.stop()
         self.checker.close()
         await self.store.close()
 

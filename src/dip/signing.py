@@ -86,6 +86,27 @@ def _raw_sign(key: SigningKey, data: bytes) -> bytes:
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
+def sign_bytes(key: SigningKey, data: bytes) -> bytes:
+    """A signature over ``data`` (SHA-256; PKCS#1 v1.5 for RSA, ECDSA for EC): what the DIP signs
+    of its own records (the activity log's checkpoints and cuts)."""
+    return _raw_sign(key, data)
+
+
+def verifies(cert: x509.Certificate, data: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` over ``data`` was made with the key of ``cert``."""
+    public_key = cert.public_key()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
 def sign_headers(
     key: SigningKey,
     cert_pem: bytes,

@@ -20,6 +20,7 @@ from dip.admin.participants import CertificateTaken
 from dip.catalogue import ChannelDefinition
 from dip.directory import Operator, OperatorRole, Participant
 from dip.exceptions import CatalogueError, SignatureError
+from dip.ingress.activity import capture_of
 from dip.ingress.auth import node
 from dip.ingress.bodies import BodyTooLarge, read_body
 from dip.ingress.errors import JSON
@@ -39,6 +40,9 @@ def operator_of(request: Request) -> Operator:
     operator = node(request).state.directory.operator_for_key(key) if key else None
     if operator is None:
         raise HTTPException(401, "an operator's X-API-Key is required")
+    capture = capture_of(request.scope)
+    if capture is not None:
+        capture.identify("operator", operator.id, operator.role.value)
     if request.method not in _READS and not operator.may_change:
         raise HTTPException(403, f"operator {operator.id} is {operator.role.value}: it may read, not change")
     return operator

@@ -11,7 +11,20 @@ from fastapi import FastAPI
 
 from dip import __version__
 from dip.config import Settings
-from dip.ingress import admin, archive, errors, pubconfig, redrive, registry, search, send, status_messages, views
+from dip.ingress import (
+    admin,
+    archive,
+    audit,
+    errors,
+    pubconfig,
+    redrive,
+    registry,
+    search,
+    send,
+    status_messages,
+    views,
+)
+from dip.ingress.activity import ActivityLogging
 from dip.ingress.bodies import OperatorBodyLimit
 from dip.ingress.gateway import ForwardedClientCert
 from dip.ingress.openapi_docs import complete_responses
@@ -64,6 +77,7 @@ def create_app(
     app.include_router(search.router)
     app.include_router(search.admin_router)
     app.include_router(status_messages.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:
@@ -82,5 +96,6 @@ def create_app(
     app.add_middleware(ForwardedClientCert, settings=settings)
     app.add_middleware(OperatorBodyLimit)
     app.add_middleware(CaseInsensitivePaths)
+    app.add_middleware(ActivityLogging, node=node)  # every request, the refusals above included, as sent
     app.add_middleware(RequestIds)  # outermost: refusals made by the middlewares above carry it too
     return app

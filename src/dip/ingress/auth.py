@@ -17,6 +17,7 @@ from dip.codes import Code
 from dip.config import Settings
 from dip.directory import Participant
 from dip.exceptions import SignatureError
+from dip.ingress.activity import capture_of
 from dip.ingress.errors import Refusal
 from dip.ingress.paths import SENT_PATH
 from dip.ingress.server import CLIENT_CERT
@@ -54,6 +55,9 @@ def key_holder(dip: Node, request: Request) -> Participant:
     principal = directory.participant_for_key(key)
     if principal is None:
         raise Refusal(401, Code.PROCESSING_FAILED, "401 Unauthorised: unknown or revoked API key")
+    capture = capture_of(request.scope)
+    if capture is not None:
+        capture.identify("participant", principal.id)
     if dip.settings.requires_client_cert:
         _client_certificate_fits(dip, request, principal)
     return principal
@@ -122,6 +126,9 @@ def authenticate(dip: Node, request: Request, body: bytes, require_signature: bo
             f"key's participant '{principal.id}' nor one of its connection providers",
             principal.id,
         )
+    capture = capture_of(request.scope)
+    if capture is not None and owner.id != principal.id:
+        capture.signer = owner.id
     return Caller(principal, owner)
 
 

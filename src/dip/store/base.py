@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dip.catalogue import DEFAULT_RETENTION_DAYS
 from dip.queue import DeliveryState
+from dip.store.activity import ActivityStore
 from dip.store.archive import ArchiveStore, JobStore, RetentionStore
 
 if TYPE_CHECKING:
@@ -239,6 +240,9 @@ class DirectoryStore(Protocol):
     async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
         """The stored signing identity; the given one is stored first if there is none yet."""
 
+    async def dip_certificates(self) -> list[str]:
+        """The DIP's signing certificates (PEM) the store knows, to check what it signed."""
+
 
 class MessageStore(Protocol):
     """Accepted messages, written with their deliveries and registry changes."""
@@ -349,7 +353,7 @@ class ReportStore(Protocol):
 
 
 class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore, ArchiveStore, RetentionStore,
-            JobStore, Protocol):
+            JobStore, ActivityStore, Protocol):
     """All of it: what a node opens. Each use case takes only the part it needs."""
 
     async def take_tokens(self, key: str, count: float, rate: float, burst: float, now: int) -> float:

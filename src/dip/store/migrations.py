@@ -2,7 +2,8 @@
 
 SQLite runs them translated (dip.store.sqlite.statements). A migration named
 ``NNNN_name.postgres.sql`` changes only how PostgreSQL stores what both have (partitions): SQLite
-records its version and runs nothing. Each is applied in a transaction of
+records its version and runs nothing; ``NNNN_name.sqlite.sql`` is SQLite's own (its triggers,
+where PostgreSQL has a ``.postgres.sql`` of its own). Each is applied in a transaction of
 its own and recorded in ``schema_migrations``; nodes starting together take the dialect's
 migration lock, and each transaction looks again whether its migration was applied meanwhile.
 """
@@ -15,6 +16,7 @@ from dip.store.connector import Database
 from dip.store.queries import Queries
 
 POSTGRES_ONLY = ".postgres.sql"
+SQLITE_ONLY = ".sqlite.sql"
 
 
 def migrations(dialect: str = "postgres") -> list[tuple[int, str]]:
@@ -25,8 +27,9 @@ def migrations(dialect: str = "postgres") -> list[tuple[int, str]]:
         name = entry.name
         if name.endswith(".sql"):
             sql = entry.read_text(encoding="utf-8")
-            found.append((int(name.split("_", 1)[0]), "" if name.endswith(POSTGRES_ONLY) and dialect != "postgres"
-                          else sql))
+            other = ((name.endswith(POSTGRES_ONLY) and dialect != "postgres")
+                     or (name.endswith(SQLITE_ONLY) and dialect != "sqlite"))
+            found.append((int(name.split("_", 1)[0]), "" if other else sql))
     return sorted(found)
 
 

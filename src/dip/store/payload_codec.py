@@ -42,11 +42,13 @@ def dictionaries() -> dict[int, zstandard.ZstdCompressionDict]:
     return out
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+def _compressor(dictionary: bool = True) -> zstandard.ZstdCompressor:
+    name = "compressor" if dictionary else "plain_compressor"
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, name, None)
     if compressor is None:
-        newest = dictionaries()[max(dictionaries())]
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=newest)
+        newest = dictionaries()[max(dictionaries())] if dictionary else None
+        compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=newest)
+        setattr(_local, name, compressor)
     return compressor
 
 
@@ -63,9 +65,10 @@ def _decompressor(dict_id: int) -> zstandard.ZstdDecompressor:
     return found
 
 
-def encode(payload: bytes) -> bytes:
-    """The payload as the archive keeps it."""
-    return _compressor().compress(payload)
+def encode(payload: bytes, dictionary: bool = True) -> bytes:
+    """The payload as the archive keeps it; without the dictionary for JSON that is not an MHHS
+    message (the API activity log's entries), which ``decode`` reads all the same."""
+    return _compressor(dictionary).compress(payload)
 
 
 def decode(stored: bytes) -> bytes:

@@ -22,6 +22,7 @@ from dip import ids
 from dip.exceptions import StoreError, UniqueViolation
 from dip.queue import IDLE, UNDELIVERED, DeliveryState, queue_interface
 from dip.store import partitions, payload_codec
+from dip.store.activity import ActivityCut, ActivityRow, ChainSpan
 from dip.store.archive import (
     SEARCH_DRIVERS,
     START,
@@ -278,6 +279,10 @@ class SqlStore:
             row = await tx.fetchrow(self.q.identity)
         assert row is not None
         return str(row[0]), str(row[1])
+
+    async def dip_certificates(self) -> list[str]:
+        row = await self.db.fetchrow(self.q.identity)
+        return [] if row is None else [str(row[1])]
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -570,6 +575,44 @@ class SqlStore:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.drop_expired_replay_pages, now)
 
+    # -- the API activity log ----------------------------------------------------------------------
+
+    async def append_activity(self, rows: list[ActivityRow]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.executemany(self.q.insert_activity, rows)
+
+    async def activity_page(self, start: int, end: int, after: tuple[int, str, int],
+                            limit: int) -> list[ActivityRow]:
+        rows = await self.db.fetch(self.q.activity_page, start, end, *after, limit)
+        return [_activity(r) for r in rows]
+
+    async def activity_chains(self) -> list[ChainSpan]:
+        return [ChainSpan(str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+                for r in await self.db.fetch(self.q.activity_chains)]
+
+    async def activity_chain(self, chain: str, after_seq: int, limit: int) -> list[ActivityRow]:
+        return [_activity(r) for r in await self.db.fetch(self.q.activity_chain, chain, after_seq, limit)]
+
+    async def activity_cuts(self) -> list[ActivityCut]:
+        return [ActivityCut(str(r[0]), int(r[1]), bytes(r[2]), int(r[3]), bytes(r[4]))
+                for r in await self.db.fetch(self.q.activity_cuts)]
+
+    async def activity_due(self, before: int) -> list[tuple[str, int, bytes]]:
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in await self.db.fetch(self.q.activity_due, before)]
+
+    async def cut_activity(self, cut: ActivityCut, chunk: int = 10_000) -> int:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.put_activity_cut, *cut)
+            first = await tx.fetchval(self.q.first_activity, cut.chain)
+        deleted = 0
+        start = int(first) - 1 if first is not None else cut.through_seq
+        while start < cut.through_seq:  # in chunks: a long purge never holds one long transaction
+            end = min(start + chunk, cut.through_seq)
+            async with self.db.transaction() as tx:
+                deleted += await tx.execute(self.q.drop_activity, cut.chain, start, end)
+            start = end
+        return deleted
+
     async def take_tokens(self, key: str, count: float, rate: float, burst: float, now: int) -> float:
         per_micro = rate / 1_000_000
         async with self.db.transaction() as tx:
@@ -792,3 +835,8 @@ def _archived(rows: Sequence[MessageRow]) -> list[MessageRow]:
 
 def _references(rows: Sequence[MessageRow]) -> list[tuple[str, str, str, int]]:
     return [(r.sender_id, r.sur, r.transaction_id, r.received_at) for r in rows]
+
+
+def _activity(r: Row) -> ActivityRow:
+    return ActivityRow(str(r[0]), int(r[1]), int(r[2]), str(r[3]), r[4], int(r[5]), int(r[6]), bytes(r[7]),
+                       bytes(r[8]))

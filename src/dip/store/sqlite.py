@@ -71,7 +71,16 @@ def translate(sql: str) -> str:
 def statements(script: str) -> list[str]:
     """A migration's statements, translated; comment lines dropped, PostgreSQL-only ones left out."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    found = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    found: list[str] = []
+    trigger: list[str] = []  # a CREATE TRIGGER's statements end with ";" too: kept whole to its END
+    for part in (p.strip() for p in "\n".join(lines).split(";")):
+        if trigger or part.upper().startswith("CREATE TRIGGER"):
+            trigger.append(part)
+            if part.upper() == "END":
+                found.append(";\n".join(trigger))
+                trigger = []
+        elif part:
+            found.append(part)
     return [translate(s) for s in found if not _POSTGRES_ONLY.match(" ".join(s.split()))]
 
 

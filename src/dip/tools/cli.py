@@ -12,6 +12,7 @@ from typing import Any
 
 from dip.config import Settings
 from dip.exceptions import DipError
+from dip.tools import audit_cli
 
 
 def _serve_parser(sub: Any) -> None:
@@ -33,7 +34,9 @@ def _serve_parser(sub: Any) -> None:
                                              "default: the system's"),
                        ("webhook-client-cert", "the DIP's TLS client certificate toward webhooks (PEM); default: its "
                                                "signing certificate"),
-                       ("webhook-client-key", "the key of --webhook-client-cert (PEM)")]:
+                       ("webhook-client-key", "the key of --webhook-client-cert (PEM)"),
+                       ("audit-dir", "where the API activity log's signed checkpoints are written (default "
+                                     "DATA_DIR/audit): outside the database, ideally append-only storage")]:
         variable = "DIP_" + flag.upper().replace("-", "_")
         value = os.environ.get(variable)
         p.add_argument(f"--{flag}", type=Path, default=Path(value) if value else None, help=f"{text}; {variable}")
@@ -71,6 +74,13 @@ def _serve_parser(sub: Any) -> None:
                    help="status-message items relayed per second per reporter (0 = no limit)")
     p.add_argument("--retention-every-seconds", type=float, default=Settings.retention_every_seconds,
                    help="how often the retention purge runs (one node at a time)")
+    p.add_argument("--no-activity-log", action="store_true",
+                   help="do not keep the API activity log (FS 5.8.1 requires it): only to measure its cost")
+    p.add_argument("--audit-retention-days", type=float,
+                   default=float(os.environ.get("DIP_AUDIT_RETENTION_DAYS", Settings.audit_retention_days)),
+                   help="how long the API activity log keeps an entry (its own retention, never the archive's)")
+    p.add_argument("--audit-checkpoint-seconds", type=float, default=Settings.audit_checkpoint_seconds,
+                   help="how often each process signs its activity-log chain's head into the audit directory")
     p.add_argument("--validation-workers", type=int, default=None,
                    help="processes for schema checks of large batches (default: one per CPU; 0 = in-process)")
     p.add_argument("--retry-initial-seconds", type=float, default=None)
@@ -130,6 +140,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
         status_rate_limit=args.status_rate_limit,
         retention_every_seconds=args.retention_every_seconds,
+        activity_log=not args.no_activity_log, audit_dir=args.audit_dir, audit_retention_days=args.audit_retention_days,
+        audit_checkpoint_seconds=args.audit_checkpoint_seconds,
         validation_workers=args.validation_workers,
         demo=args.demo, load_default_catalogue=not args.no_default_catalogue, deliver=not args.no_delivery,
         delivery_lease_seconds=args.delivery_lease_seconds, delivery_poll_seconds=args.delivery_poll_seconds,
@@ -438,8 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--environment", default="DEV", help="environment tag of the messages")
     sim.add_argument("--quiet", action="store_true", help="no progress output")
 
+    audit_cli.add_parser(sub)
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "audit":
+            return audit_cli.command(args)
         if args.command == "serve":
             return serve(args)
         if args.command == "send":

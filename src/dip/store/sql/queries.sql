@@ -604,3 +604,43 @@ SELECT 1 FROM schema_migrations WHERE version = $1;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, applied_at) VALUES ($1, CURRENT_TIMESTAMP);
+
+-- ---------------------------------------------------------------------------------------
+-- The API activity log (dip.audit): append-only hash chains
+
+-- name: insert_activity
+INSERT INTO api_activity (chain, seq, at, request_id, caller, status, refused, entry, hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: activity_page
+SELECT chain, seq, at, request_id, caller, status, refused, entry, hash FROM api_activity
+WHERE at >= $1 AND at < $2 AND (at > $3 OR (at = $3 AND (chain > $4 OR (chain = $4 AND seq > $5))))
+ORDER BY at, chain, seq LIMIT $6;
+
+-- name: activity_chains
+SELECT chain, MIN(seq), MAX(seq), COUNT(*) FROM api_activity GROUP BY chain ORDER BY chain;
+
+-- name: activity_chain
+SELECT chain, seq, at, request_id, caller, status, refused, entry, hash FROM api_activity
+WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3;
+
+-- name: activity_cuts
+SELECT chain, through_seq, hash, at, signature FROM api_activity_cuts ORDER BY chain;
+
+-- name: activity_due
+-- per chain, its last entry older than the horizon (with its hash, for the cut)
+SELECT a.chain, a.seq, a.hash FROM api_activity a
+JOIN (SELECT chain, MAX(seq) AS seq FROM api_activity WHERE at < $1 GROUP BY chain) d
+  ON a.chain = d.chain AND a.seq = d.seq;
+
+-- name: put_activity_cut
+INSERT INTO api_activity_cuts (chain, through_seq, hash, at, signature) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (chain) DO UPDATE SET through_seq = excluded.through_seq, hash = excluded.hash, at = excluded.at,
+    signature = excluded.signature
+WHERE api_activity_cuts.through_seq < excluded.through_seq;
+
+-- name: drop_activity
+DELETE FROM api_activity WHERE chain = $1 AND seq > $2 AND seq <= $3;
+
+-- name: first_activity
+SELECT MIN(seq) FROM api_activity WHERE chain = $1;
