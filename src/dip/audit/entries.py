@@ -13,10 +13,10 @@ framework" FS 5.8.1 asks for; OTLP/JSON field names, HTTP semantic-convention at
                     "dip.refused": [{"transactionID", "senderUniqueReference", "message"}, ...]}}
 
 What is masked (docs/security.md, "API activity log"):
-- MPANs: any run of exactly 13 digits in the URL or in a text value of the body keeps its first
-  two digits (the distributor) and loses the rest (``12***********``), except in the DIP's own
-  identifiers (transaction, correlation, sender reference), which are kept whole so that a
-  refused message can be found by them;
+- MPANs: 13 digits standing alone (not inside a longer word) in the URL or in a text of the body
+  keep their first two digits (the distributor) and lose the rest (``12***********``), except in
+  the DIP's own identifiers (transaction, correlation, sender reference), which are kept whole
+  so that a refused message can be found by them;
 - a message payload in a response (``"payload"``) is replaced by its size and SHA-256: the
   archive holds the message, the log says which one was returned;
 - secrets (an API key just issued, and anything named like a key, token or password) by ``***``.
@@ -35,8 +35,12 @@ import orjson
 from dip.codes import Code
 
 MAX_BODY = 32 * 1024 * 1024
-_MPAN = re.compile(r"(?<!\d)(\d{2})\d{11}(?!\d)")
-_MPAN_BYTES = re.compile(rb"(?<!\d)\d{13}(?!\d)")
+_SMALL = 1024 * 1024
+# 13 digits standing alone (not inside a longer word: a hex identifier may hold such a run)
+_MPAN = re.compile(r"(?<![0-9A-Za-z])(\d{2})\d{11}(?![0-9A-Za-z])")
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_RUN = b"0" * 13
+_WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _IDENTIFIERS = frozenset({"transactionID", "senderUniqueReference", "correlationID", "requeueId", "jobId"})
 _SECRETS = re.compile(r"(api_?key|secret|token|password|private_?key)$", re.IGNORECASE)
 _SECRET_KEY_BYTES = re.compile(rb'(?i)(api_?key|secret|token|password|private_?key)"\s*:')
@@ -128,17 +132,52 @@ def body_of(capture: Capture) -> tuple[Any, list[dict[str, Any]]]:
         return None, []
     if "json" not in capture.content_type:
         return mask_text(raw.decode("utf-8", "replace")), []
-    # the common case, a send's StandardResponse all MSG0000 with nothing to mask, is kept as it
-    # came: scanned, not parsed (a 50,000-message answer is 15 MB)
-    # (the DIP's own JSON answers: a Fragment is embedded as it is)
-    if (not _MPAN_BYTES.search(raw) and b'"payload"' not in raw and not _SECRET_KEY_BYTES.search(raw)
-            and raw.count(_MESSAGE) == raw.count(_SUCCESS)):
-        return orjson.Fragment(raw), []
     try:
-        parsed = orjson.loads(raw)
+        if (capture.path.startswith("/admin") or len(raw) <= _SMALL) and (
+                b'"payload"' in raw or _SECRET_KEY_BYTES.search(raw)):
+            # an operator's answer holding a message or a secret (small): masked value by value
+            parsed = orjson.loads(raw)
+            return mask(parsed), _refused(parsed)
+        # (the participant routes' large answers are StandardResponses: neither payloads nor secrets)
+        # everything else, a send's StandardResponse of 50,000 items (15 MB) above all, is masked
+        # as bytes and embedded as it is (the DIP's own JSON), and parsed only when it refused some
+        refused = [] if raw.count(_MESSAGE) == raw.count(_SUCCESS) else _refused(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return mask_text(raw.decode("utf-8", "replace")), []
-    return mask(parsed), _refused(parsed)
+    return orjson.Fragment(_mask_bytes(raw)), refused
+
+
+def _mpans_in(raw: bytes) -> list[int]:
+    """Where 13 digits stand alone in ``raw``. Hand-written for speed: a regular expression
+    takes 250 ms over a 15 MB answer; digits mapped to one value and found by ``bytes.find``
+    take 20 ms (a hex identifier's long digit runs are the few candidates looked at one by one)."""
+    shaped = raw.translate(_DIGITS)
+    found, start, end = [], shaped.find(_RUN), len(raw)
+    while start != -1:
+        stop = start + 13
+        while stop < end and shaped[stop] == 48:
+            stop += 1
+        if stop - start == 13 and (start == 0 or raw[start - 1] not in _WORD) and (stop == end or raw[stop] not in
+                                                                                     _WORD):
+            found.append(start)
+        start = shaped.find(_RUN, stop)
+    return found
+
+
+def _mask_bytes(raw: bytes) -> bytes:
+    """MPANs masked in JSON text, except in the values of the DIP's identifiers."""
+    starts = _mpans_in(raw)
+    if not starts:
+        return raw
+    out, done = [], 0
+    for start in starts:
+        key_end = raw.rfind(b'":', 0, start)
+        key = raw[raw.rfind(b'"', 0, key_end) + 1:key_end].decode("ascii", "replace")
+        if key not in _IDENTIFIERS:
+            out += [raw[done:start + 2], b"*" * 11]
+            done = start + 13
+    out.append(raw[done:])
+    return b"".join(out)
 
 
 def _refused(parsed: Any) -> list[dict[str, Any]]:
