@@ -35,7 +35,6 @@ import orjson
 from dip.codes import Code
 
 MAX_BODY = 32 * 1024 * 1024
-_SMALL = 1024 * 1024
 # 13 digits standing alone (not inside a longer word: a hex identifier may hold such a run)
 _MPAN = re.compile(r"(?<![0-9A-Za-z])(\d{2})\d{11}(?![0-9A-Za-z])")
 _DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
@@ -43,7 +42,7 @@ _RUN = b"0" * 13
 _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _IDENTIFIERS = frozenset({"transactionID", "senderUniqueReference", "correlationID", "requeueId", "jobId"})
 _SECRETS = re.compile(r"(api_?key|secret|token|password|private_?key)$", re.IGNORECASE)
-_SECRET_KEY_BYTES = re.compile(rb'(?i)(api_?key|secret|token|password|private_?key)"\s*:')
+_SECRET_NAMES = (b'key"', b'secret"', b'token"', b'password"')  # lower-cased ends of the names _SECRETS matches
 _SUCCESS = f'"message":"{Code.SUCCESS.value}'.encode()
 _MESSAGE = b'"message":"'
 
@@ -133,18 +132,23 @@ def body_of(capture: Capture) -> tuple[Any, list[dict[str, Any]]]:
     if "json" not in capture.content_type:
         return mask_text(raw.decode("utf-8", "replace")), []
     try:
-        if (capture.path.startswith("/admin") or len(raw) <= _SMALL) and (
-                b'"payload"' in raw or _SECRET_KEY_BYTES.search(raw)):
+        if capture.path.startswith("/admin") and (b'"payload"' in raw or _has_secret_key(raw)):
             # an operator's answer holding a message or a secret (small): masked value by value
             parsed = orjson.loads(raw)
             return mask(parsed), _refused(parsed)
-        # (the participant routes' large answers are StandardResponses: neither payloads nor secrets)
+        # (the participant routes answer StandardResponses and configurations: neither payloads nor secrets)
         # everything else, a send's StandardResponse of 50,000 items (15 MB) above all, is masked
         # as bytes and embedded as it is (the DIP's own JSON), and parsed only when it refused some
         refused = [] if raw.count(_MESSAGE) == raw.count(_SUCCESS) else _refused(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return mask_text(raw.decode("utf-8", "replace")), []
     return orjson.Fragment(_mask_bytes(raw)), refused
+
+
+def _has_secret_key(raw: bytes) -> bool:
+    """Whether the JSON may name a secret (a cheap test of bytes; ``mask`` decides key by key)."""
+    lowered = raw.lower()
+    return any(name in lowered for name in _SECRET_NAMES)
 
 
 def _mpans_in(raw: bytes) -> list[int]:
