@@ -27,11 +27,11 @@ from dip.tools.samples import sample_mpans, sample_payloads
 SHAPES = {"large": (50_000, 4, 1), "small": (100, 1_200, 4)}  # messages a call, calls, clients at once
 
 
-def run(store: str, shape: str, log_on: bool) -> tuple[float, float]:
-    """(messages/s, machine CPU µs a message) of one run."""
+def run(store: str, shape: str, log_on: bool, serve_args: list[str] | None = None) -> tuple[float, float]:
+    """(messages/s, machine CPU µs a message) of one run (``serve_args`` for `dip serve`)."""
     size, calls, clients = SHAPES[shape]
     database_url = asyncio.run(fresh_database("dip_bench_audit")) if store == "postgres" else None
-    with dip_server(database_url, [] if log_on else ["--no-activity-log"]) as url:
+    with dip_server(database_url, ([] if log_on else ["--no-activity-log"]) + (serve_args or [])) as url:
         sds = admin(url).onboard("1300000099", ["SDS"])
         kinds = min(calls, 8)  # distinct bodies (each with its own references, sent once)
         appoint(url, [sample_mpans(size, seed=b) for b in range(kinds)])

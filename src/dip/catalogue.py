@@ -18,6 +18,7 @@ The catalogue in memory is an immutable snapshot; a change builds a new one.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -67,6 +68,14 @@ class RegistryUpdate(msgspec.Struct, forbid_unknown_fields=True):
     eventCodes: list[str] = []  # empty: every event code of the channel
 
 
+class ChannelRateLimit(msgspec.Struct, forbid_unknown_fields=True):
+    """Each sender's messages on this channel, held across API nodes (429 with Retry-After
+    beyond it; docs/security.md "Rate limits")."""
+
+    messagesPerSecond: float
+    burst: int = 50_000  # one full call
+
+
 class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
     publicationID: str
     title: str
@@ -81,6 +90,10 @@ class ChannelDefinition(msgspec.Struct, forbid_unknown_fields=True):
     interfaceID: str | None = None
     payloadSchemas: dict[str, dict[str, Any]] | None = None
     registryUpdates: list[RegistryUpdate] = []
+    # FS 4.2.6: 1 no personal data, 2 MPAN, 3 MPAN and personal data, 4 MPAN and consumption data;
+    # payloads of categories 2-4 are encrypted at rest (docs/security.md "Encryption at rest")
+    securityCategory: int = 2
+    rateLimit: ChannelRateLimit | None = None  # each sender's messages on this channel (none: no limit)
 
 
 _decoder = msgspec.json.Decoder(ChannelDefinition)
@@ -189,6 +202,11 @@ def build_channel(interface_id: str, definition: ChannelDefinition) -> Channel:
             raise CatalogueError(f"{where}.eventCodes: {', '.join(unknown)} not in the channel's eventCodes")
     if d.retentionDays < 1:
         raise CatalogueError("retentionDays must be at least 1")
+    if d.rateLimit is not None and not (math.isfinite(d.rateLimit.messagesPerSecond)
+                                        and d.rateLimit.messagesPerSecond > 0 and d.rateLimit.burst >= 1):
+        raise CatalogueError("rateLimit: messagesPerSecond must be a positive number and burst at least 1")
+    if not 1 <= d.securityCategory <= 4:
+        raise CatalogueError("securityCategory must be 1 (no personal data) to 4 (FS 4.2.6)")
     if d.customBlockSchema is not None:
         _check_schema("customBlockSchema", d.customBlockSchema)
     if d.payloadSchemas is not None:

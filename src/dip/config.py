@@ -37,6 +37,13 @@ class Settings:
     client_cert_header: str | None = None  # behind a TLS-terminating gateway: the header it forwards the
     # verified client certificate in (URL-encoded PEM, as nginx's $ssl_client_escaped_cert) ...
     trusted_proxies: tuple[str, ...] = ()  # ... trusted only from these addresses (CIDRs)
+    signing_key: Path | None = None  # the DIP's signing key (PEM) from a file instead of the database ...
+    signing_cert: Path | None = None  # ... and its certificate
+    previous_signing_certs: tuple[Path, ...] = ()  # rotation: still published by GET /dip/certificate
+    kek_file: Path | None = None  # the key-encryption key of encryption at rest (else DIP_KEK; required outside DEV)
+    previous_kek_files: tuple[Path, ...] = ()  # KEK rotation: still read, never written with
+    ca_cert: Path | None = None  # outside production: the CA the DIP issues participants' certificates under ...
+    ca_key: Path | None = None  # ... and its key (dip ca init makes both)
     webhook_ca_bundle: Path | None = None  # trust these CAs for recipients' servers (default: the system's)
     webhook_client_cert: Path | None = None  # the DIP's TLS client certificate toward webhooks ...
     webhook_client_key: Path | None = None  # ... and its key (default: the DIP's signing certificate and key)
@@ -55,6 +62,7 @@ class Settings:
     signature_max_skew_seconds: float = 300
     rate_limit_messages_per_second: float = 0  # 0 = no limit
     rate_limit_burst: int = 100_000
+    large_portfolio_mpans: int = 1_000_000  # E2E 6.1: IF-021 soft limits are reported for portfolios this large
     archive_rate_limit: float = 2.0  # replay, requeue and search requests per second per participant; 0 = none
     archive_burst: int = 20
     status_rate_limit: float = 1_000.0  # status-message items relayed per second per reporter; 0 = none
@@ -120,6 +128,13 @@ class Settings:
                 ipaddress.ip_network(network)
         except ValueError as exc:
             raise ConfigurationError(f"--trusted-proxies: {exc}") from exc
+        if (self.ca_cert is None) != (self.ca_key is None):
+            raise ConfigurationError("--ca-cert and --ca-key go together")
+        if self.ca_cert is not None and self.environment == "PRD":
+            raise ConfigurationError("--ca-cert/--ca-key: the DIP is no certificate authority in production (FS 8.4): "
+                                     "trust the industry CA's bundle with --tls-client-ca")
+        if (self.signing_key is None) != (self.signing_cert is None):
+            raise ConfigurationError("--signing-key and --signing-cert go together")
         if (self.webhook_client_cert is None) != (self.webhook_client_key is None):
             raise ConfigurationError("--webhook-client-cert and --webhook-client-key go together")
         if self.environment != "DEV" and not self.public_base_url:

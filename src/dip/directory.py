@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -80,6 +81,7 @@ class Directory:
     participants: dict[str, Participant] = field(default_factory=dict)
     api_keys: dict[str, str] = field(default_factory=dict)  # key hash -> participant ID
     certificates: dict[str, str] = field(default_factory=dict)  # fingerprint -> participant ID
+    retiring: dict[str, int] = field(default_factory=dict)  # fingerprint -> works until (µs): rotated away
     providers: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (participant, dcp)
     admin_keys: frozenset[str] = frozenset()  # key hashes: administrators' (DIP_ADMIN_API_KEY, generated)
     operator_keys: dict[str, Operator] = field(default_factory=dict)  # key hash -> operator
@@ -102,6 +104,10 @@ class Directory:
         return self.operator_keys.get(hashed)
 
     def certificate_owner(self, fingerprint: str) -> Participant | None:
+        """Whose certificate this is, while it is in force (not revoked, not past a rotation's overlap)."""
+        until = self.retiring.get(fingerprint)
+        if until is not None and time.time() * 1_000_000 >= until:
+            return None
         return self.active(self.certificates.get(fingerprint))
 
     def provider_roles(self, participant_id: str, dcp_id: str) -> frozenset[str]:

@@ -24,7 +24,11 @@ from dip.accept.rate_limits import SharedRateLimiter
 from dip.accept.registry import RegistryCache
 from dip.accept.replay_guard import ReplayGuard
 from dip.accept.schema import SchemaChecker
+from dip.accept.submission_limits import CHANNEL as SUBMISSION_CHANNEL
+from dip.accept.submission_limits import HOUR, SubmissionLimits
 from dip.accept.validate_batch import ValidateBatch
+from dip.admin.certificate_authority import CertificateAuthority
+from dip.admin.certificates import Certificates
 from dip.admin.channels import Channels
 from dip.admin.operators import Operators
 from dip.admin.participants import Participants
@@ -51,11 +55,12 @@ from dip.egress.retry import RetryPolicy
 from dip.egress.sender import WebhookSender
 from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker, new_owner
-from dip.ingress.ratelimit import MessageRateLimiter
+from dip.exceptions import ConfigurationError, SignatureError
 from dip.jobs import Job, Scheduler
-from dip.signing import SigningKey, generate_identity, load_certificate_pem, load_private_key_pem
+from dip.signing import SigningKey, fingerprint, generate_identity, load_certificate_pem, load_private_key_pem
 from dip.state import SharedState
 from dip.store import Store, open_store
+from dip.store.encryption import Keyring, load_keks
 from dip.store.message_cache import MessageCache
 
 log = logging.getLogger("dip")
@@ -77,12 +82,17 @@ class Node:
         self.state = SharedState(self.store, settings.state_poll_seconds)
         self.checker = SchemaChecker(settings.validation_workers)
         self.limiter = SharedRateLimiter(self.store, settings.rate_limit_messages_per_second, settings.rate_limit_burst)
-        self.archive_limiter = MessageRateLimiter(settings.archive_rate_limit, settings.archive_burst)
-        self.status_limiter = MessageRateLimiter(settings.status_rate_limit, settings.status_burst)
+        self.submission_limits = SubmissionLimits(self.store, settings.large_portfolio_mpans)
+        self.channel_limiter = SharedRateLimiter(self.store, 0, 1, kind="channel")  # rates from the channels
+        self.archive_limiter = SharedRateLimiter(self.store, settings.archive_rate_limit, settings.archive_burst,
+                                                 kind="archive")
+        self.status_limiter = SharedRateLimiter(self.store, settings.status_rate_limit, settings.status_burst,
+                                                kind="status")
         self.replay_guard = ReplayGuard(self.store, settings.signature_max_skew_seconds)
         self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
         self.signing_key: SigningKey | None = None
         self.signing_cert_pem = b""
+        self.published_certs_pem = b""  # GET /dip/certificate: the signing certificate, then previous ones
         self.worker: DeliveryWorker | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
         # the use cases
@@ -90,6 +100,9 @@ class Node:
         self.validate = ValidateBatch(self.state, self.checker, self.registry, settings.environment)
         self.relay_status = RelayStatusMessages(self.store, self.state, settings.dip_id, self.wake_delivery)
         self.participants = Participants(self.store, self.state)
+        authority = (CertificateAuthority.from_files(settings.ca_cert, settings.ca_key, settings.environment)
+                     if settings.ca_cert is not None and settings.ca_key is not None else None)
+        self.certificates = Certificates(self.store, self.state, self.participants, authority)
         self.operators = Operators(self.store, self.state)
         self.channels = Channels(self.store, self.state)
         self.webhooks = Webhooks(self.store, self.state, self.wake_delivery)
@@ -111,6 +124,7 @@ class Node:
         self.scheduler = Scheduler(self.store, new_owner(), [
             Job("retention", settings.retention_every_seconds, self._purge),
             Job("activity-retention", 3_600.0, self._purge_activity),
+            Job("portfolio", 86_400.0, self._measure_portfolios),
         ], settings.jobs_poll_seconds)
 
     async def _purge(self, now: int) -> tuple[str, bool]:
@@ -127,6 +141,33 @@ class Node:
             deleted += await self.store.cut_activity(audit_chain.cut(self.signing_key, chain, seq, hash_, now))
         return f"{deleted} activity log entries older than {self.settings.audit_retention_days:g} days removed", True
 
+    async def _measure_portfolios(self, now: int) -> tuple[str, bool]:
+        """E2E 6.1: each data service's portfolio, the distinct MPANs it sent on IF-021 in the last
+        day; hourly counts older than a week are dropped."""
+        found = await self.store.measure_portfolios(SUBMISSION_CHANNEL, now - 86_400_000_000, now)
+        await self.store.forget_submission_counts(now // HOUR - 24 * 7)
+        self.submission_limits.forget()
+        return f"portfolios of {len(found)} data services measured", True
+
+    def _protect_payloads(self) -> None:
+        """Encryption at rest of the payloads of security categories 2-4 (dip.store.encryption):
+        with the KEKs given; outside DEV they are required."""
+        s = self.settings
+        keks = load_keks(s.kek_file, s.previous_kek_files, os.environ.get("DIP_KEK"))
+        if not keks:
+            if s.environment != "DEV":
+                raise ConfigurationError("outside DEV, payloads with personal data are encrypted at rest: give the "
+                                         "key-encryption key with --kek-file (or DIP_KEK); dip keys new-kek makes one")
+            log.info("no --kek-file: payloads are stored unencrypted (DEV only)")
+            return
+        catalogue = self.state
+
+        def sensitive(interface_id: str) -> bool:
+            channel = catalogue.catalogue.get(interface_id)
+            return channel is None or channel.definition.securityCategory >= 2
+
+        self.store.protect(Keyring(keks), sensitive)
+
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""
         if self.worker is not None:
@@ -140,6 +181,7 @@ class Node:
         await self._bootstrap()
         await self._load_identity()
         await self.state.reload(force=True)
+        self._protect_payloads()
         self.checker.start()
         await asyncio.get_running_loop().run_in_executor(None, self.checker.warm_up)
         gc.freeze()  # what start-up built lives for ever: keep it out of every later collection
@@ -234,9 +276,36 @@ class Node:
                 await self.store.put_channel(interface_id, definition, now)
 
     async def _load_identity(self) -> None:
-        """The DIP's signing key and certificate: one per installation, shared by every node."""
-        key_pem, cert_pem = generate_identity(f"DIP {self.settings.environment} {self.settings.dip_id}", days=3650)
-        stored_key, stored_cert = await self.store.dip_identity(key_pem.decode("ascii"), cert_pem.decode("ascii"),
-                                                                _now())
-        self.signing_key = load_private_key_pem(stored_key.encode("ascii"))
-        self.signing_cert_pem = stored_cert.encode("ascii")
+        """The DIP's signing key and certificate: from files (--signing-key/--signing-cert, the
+        same on every node; a KMS-held key is documented in docs/security.md), else one per
+        installation in the database, shared by every node. What ``GET /dip/certificate``
+        publishes: the certificate, then any --previous-signing-cert still in its overlap."""
+        s = self.settings
+        if s.signing_key is not None and s.signing_cert is not None:
+            password = os.environ.get("DIP_SIGNING_KEY_PASSWORD")
+            try:
+                self.signing_key = load_private_key_pem(s.signing_key.read_bytes(),
+                                                        password.encode() if password else None)
+                self.signing_cert_pem = s.signing_cert.read_bytes()
+                cert = load_certificate_pem(self.signing_cert_pem)
+            except (OSError, SignatureError) as exc:
+                raise ConfigurationError(f"--signing-key/--signing-cert: {exc}") from exc
+            if cert.public_key() != self.signing_key.public_key():
+                raise ConfigurationError("--signing-cert is not the certificate of --signing-key's key")
+        else:
+            key_pem, cert_pem = generate_identity(f"DIP {s.environment} {s.dip_id}", days=3650)
+            stored_key, stored_cert = await self.store.dip_identity(key_pem.decode("ascii"),
+                                                                    cert_pem.decode("ascii"), _now())
+            self.signing_key = load_private_key_pem(stored_key.encode("ascii"))
+            self.signing_cert_pem = stored_cert.encode("ascii")
+            cert = load_certificate_pem(self.signing_cert_pem)
+        previous = []
+        for path in s.previous_signing_certs:
+            try:
+                previous.append(path.read_bytes())
+                load_certificate_pem(previous[-1])
+            except (OSError, SignatureError) as exc:
+                raise ConfigurationError(f"--previous-signing-cert {path}: {exc}") from exc
+        self.published_certs_pem = b"".join(p if p.endswith(b"\n") else p + b"\n"
+                                            for p in [self.signing_cert_pem, *previous])
+        await self.store.record_signing_certificate(fingerprint(cert), self.signing_cert_pem.decode("ascii"), _now())

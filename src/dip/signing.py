@@ -73,8 +73,11 @@ def load_certificate_pem(pem: bytes | str) -> x509.Certificate:
         raise SignatureError(f"not a PEM X.509 certificate: {exc}") from exc
 
 
-def load_private_key_pem(pem: bytes) -> SigningKey:
-    key = serialization.load_pem_private_key(pem, password=None)
+def load_private_key_pem(pem: bytes, password: bytes | None = None) -> SigningKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except (ValueError, TypeError) as exc:
+        raise SignatureError(f"not a usable PEM private key: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise SignatureError("signing keys must be RSA or EC")
     return key

@@ -51,6 +51,7 @@ class SharedState:
                 participants={r.id: Participant(r.id, r.name, frozenset(r.roles), r.active) for r in rows.participants},
                 api_keys=dict(rows.api_keys),
                 certificates=dict(rows.certificates),
+                retiring=dict(rows.retiring),
                 providers={(p, d): frozenset(roles) for p, d, roles in rows.providers},
                 admin_keys=frozenset(rows.admin_keys),
                 operator_keys={key: Operator(oid, name, OperatorRole(role)) for key, oid, name, role in rows.operators},

@@ -211,6 +211,14 @@ def test_a_reporter_cannot_speak_for_the_dip_and_identical_items_are_relayed_onc
         assert entry["correlationID"] != "CI-forged" and entry["senderUniqueReference"] is None
         assert entry["sentTimestamp"] != "2020-01-01T00:00:00+00:00"
         assert entry["help"] == f"{MDS} says: log in at https://dip-support.example/ to fix it"
+        # the same report in a later call is not relayed again; a different one is (and, the status
+        # queue being in order, arrives after where the repeat would have)
+        assert mds.post("/statusmessage", orjson.dumps([forged])).status_code == 201
+        other = {**forged, "help": "a different report"}
+        assert mds.post("/statusmessage", orjson.dumps([other])).status_code == 201
+        calls = status_hook.wait_for(lambda calls: any("a different report" in str(c.json) for c in calls))
+        helps = [e["help"] for c in calls for e in c.json]
+        assert helps == [entry["help"], f"{MDS} says: a different report"]
 
 
 def test_status_messages_about_someone_elses_transaction_are_refused(fast: RunningDip, cast: dict[str, Identity],

@@ -162,7 +162,7 @@ def test_the_operator_sees_the_purge_job_and_may_run_it_at_once(dip_factory: Cal
     dip = dip_factory(jobs_poll_seconds=0.1)
     headers = {"X-API-Key": dip.admin_key}
     jobs = {j["name"]: j for j in httpx.get(f"{dip.url}/admin/jobs", headers=headers).json()["jobs"]}
-    assert set(jobs) == {"retention", "activity-retention"}  # the archive's and the activity log's own
+    assert set(jobs) == {"retention", "activity-retention", "portfolio"}  # the archive's, the log's own, E2E 6.1
     job = jobs["retention"]
     assert job["lastRunAt"] is None  # first due an interval after start
     assert httpx.post(f"{dip.url}/admin/jobs/retention/run", headers=headers).status_code == 202

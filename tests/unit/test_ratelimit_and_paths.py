@@ -1,8 +1,6 @@
-"""Per-participant message throttling (dip.ingress.ratelimit) and case-insensitive paths (dip.ingress.paths).
-
-The limiter's answer becomes a 429's Retry-After, so a participant that waits that long must get
-through; paths are case-insensitive on ingress (API-CONTRACT.md section 1) except where the
-case is data.
+"""Case-insensitive paths (dip.ingress.paths): paths are case-insensitive on ingress
+(API-CONTRACT.md section 1) except where the case is data. (The rate limits' token bucket is
+tested on both stores in tests/integration/test_rate_limits.py.)
 """
 
 from __future__ import annotations
@@ -14,114 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dip.ingress.paths import normalise
-from dip.ingress.ratelimit import MessageRateLimiter
-
-# --- MessageRateLimiter ------------------------------------------------------------------------------------
-
-
-def test_rate_zero_disables_the_limit() -> None:
-    limiter = MessageRateLimiter(rate=0, burst=1)
-
-    assert [limiter.take("p", 1_000_000, now=0.0) for _ in range(5)] == [0.0] * 5
-
-
-def test_burst_is_allowed_then_refused_with_a_retry_after() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-
-    assert limiter.take("p", 15, now=100.0) == 0.0
-    assert limiter.take("p", 5, now=100.0) == 0.0
-    wait = limiter.take("p", 1, now=100.0)
-
-    assert wait >= 1.0
-    assert wait == int(wait)  # whole seconds, for the Retry-After header
-
-
-def test_retry_after_covers_the_shortfall() -> None:
-    limiter = MessageRateLimiter(rate=2, burst=20)
-    limiter.take("p", 20, now=0.0)
-
-    assert limiter.take("p", 10, now=0.0) == 5.0  # 10 tokens at 2 per second
-
-
-def test_tokens_refill_over_time() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-    limiter.take("p", 20, now=0.0)
-
-    assert limiter.take("p", 5, now=0.5) == 0.0  # 5 tokens back after half a second
-    assert limiter.take("p", 1, now=0.5) > 0
-
-
-def test_refill_never_exceeds_the_burst() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-    limiter.take("p", 20, now=0.0)
-
-    assert limiter.take("p", 20, now=1000.0) == 0.0
-    assert limiter.take("p", 1, now=1000.0) > 0
-
-
-def test_refused_request_takes_no_tokens() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-    limiter.take("p", 15, now=0.0)
-
-    assert limiter.take("p", 10, now=0.0) > 0
-    assert limiter.take("p", 5, now=0.0) == 0.0
-
-
-def test_callers_have_separate_buckets() -> None:
-    limiter = MessageRateLimiter(rate=1, burst=5)
-    limiter.take("a", 5, now=0.0)
-
-    assert limiter.take("a", 1, now=0.0) > 0
-    assert limiter.take("b", 5, now=0.0) == 0.0
-
-
-def test_batch_bigger_than_the_burst_goes_through_on_a_full_bucket() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-
-    assert limiter.take("p", 500, now=0.0) == 0.0
-
-
-def test_batch_bigger_than_the_burst_waits_for_a_full_bucket_not_for_ever() -> None:
-    limiter = MessageRateLimiter(rate=10, burst=20)
-    limiter.take("p", 20, now=0.0)
-
-    wait = limiter.take("p", 500, now=0.0)
-
-    assert wait == 2.0  # 20 tokens at 10 per second
-    assert limiter.take("p", 500, now=wait) == 0.0
-
-
-def test_burst_below_one_is_treated_as_one() -> None:
-    limiter = MessageRateLimiter(rate=1, burst=0)
-
-    assert limiter.take("p", 1, now=0.0) == 0.0
-    assert limiter.take("p", 1, now=0.0) > 0
-
-
-# Rates and times are binary fractions, so the arithmetic is exact and the test checks the limiter's
-# logic rather than float rounding (a real client always waits a little longer than Retry-After).
-@given(
-    rate=st.one_of(st.integers(1, 1000), st.sampled_from([0.25, 0.5, 1.5, 2.5, 12.75])),
-    burst=st.integers(1, 500),
-    earlier=st.lists(st.tuples(st.integers(1, 1000), st.integers(0, 5 * 1024)), max_size=8),
-    count=st.integers(1, 2000),
-)
-def test_waiting_the_retry_after_is_enough(
-    rate: float, burst: int, earlier: list[tuple[int, int]], count: int
-) -> None:
-    limiter = MessageRateLimiter(rate=rate, burst=burst)
-    now = 1000.0
-    for taken, gap_1024ths in earlier:  # any history of requests
-        now += gap_1024ths / 1024
-        limiter.take("p", taken, now=now)
-
-    wait = limiter.take("p", count, now=now)
-
-    assert wait >= 0
-    if wait:
-        assert wait >= 1.0
-        assert limiter.take("p", count, now=now + wait) == 0.0
-
 
 # --- normalise ---------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography import x509
 
 from dip import ids
 from dip.audit.chain import Report, unpack, verify
@@ -69,6 +70,9 @@ class ActivityReader:
         more = len(rows) == min(limit, MAX_PAGE)
         return rows, encode_cursor(rows[-1]) if more and rows else None
 
-    async def verify(self) -> Report:
-        certificates = [load_certificate_pem(pem) for pem in await self.store.dip_certificates()]
+    async def verify(self, certificates: list[x509.Certificate] | None = None) -> Report:
+        """Check the log; checkpoints must be signed with one of ``certificates`` (default: the
+        DIP's signing certificates the database recorded)."""
+        if certificates is None:
+            certificates = [load_certificate_pem(pem) for pem in await self.store.dip_certificates()]
         return await verify(self.store, self.folder, certificates)

@@ -12,6 +12,7 @@ A status message is a delivery like any other, on the sender's status queue
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -104,7 +105,7 @@ class _Store(Protocol):
 
     async def delivery_states(self, transaction_ids: list[str]) -> list[tuple[str, str, str, str, str]]: ...
 
-    async def enqueue(self, rows: list[DeliveryRow], now: int) -> None: ...
+    async def enqueue_once(self, rows: list[tuple[bytes, DeliveryRow]], expires_at: int, now: int) -> int: ...
 
 
 class _Directory(Protocol):
@@ -114,6 +115,12 @@ class _Directory(Protocol):
 
 _encoder = msgspec.json.Encoder()
 _HELP_MOST = 500  # characters of a reporter's help text passed on
+SAME_REPORT_WINDOW = 86_400 * 1_000_000  # an identical report within a day is relayed once
+
+
+def _digest(said: tuple[str, str, str, str | None]) -> bytes:
+    """What names a report (transaction, reporter, code, help) among the requests seen."""
+    return hashlib.sha256(b"status\0" + "\0".join(p or "" for p in said).encode("utf-8")).digest()
 
 
 class RelayStatusMessages:
@@ -138,7 +145,7 @@ class RelayStatusMessages:
         stamp = ids.timestamp(datetime.now(UTC))
         directory = self._state.directory
         problems: list[ResponseItem] = []
-        rows: list[DeliveryRow] = []
+        rows: list[tuple[bytes, DeliveryRow]] = []
         seen: set[tuple[str, str, str, str | None]] = set()
         now = _now()
         for index, entry in enumerate(entries):
@@ -153,12 +160,14 @@ class RelayStatusMessages:
                 continue  # an identical item is relayed once
             seen.add(said)
             original_sender, correlation = senders[entry.transactionID]
-            rows.append(DeliveryRow(status_queue(original_sender), entry.transactionID, original_sender, "",
-                                    DeliveryKind.STATUS, now,
-                                    _encoder.encode(_vouched(entry, caller, original_sender, correlation, stamp))))
+            rows.append((_digest(said), DeliveryRow(status_queue(original_sender), entry.transactionID, original_sender,
+                                                   "", DeliveryKind.STATUS, now,
+                                                   _encoder.encode(_vouched(entry, caller, original_sender,
+                                                                            correlation, stamp)))))
         if problems:
             return False, problems
-        await self._store.enqueue(rows, now)
+        # relayed once across calls too, for a day (a reporter's retry, or a report repeated in a loop)
+        await self._store.enqueue_once(rows, now + SAME_REPORT_WINDOW, now)
         self._wake()
         return True, [item(code=Code.SUCCESS, sent_timestamp=stamp, sender_id=self._dip_id,
                            recipient_id=caller.principal.id, transaction_id=e.transactionID) for e in entries]

@@ -128,7 +128,7 @@ def _out(p: Participant) -> ParticipantOut:
     return ParticipantOut(participantId=p.id, name=p.name, roles=sorted(p.roles), active=p.active)
 
 
-def _active(dip: Node, participant_id: str) -> Participant:
+def active_participant(dip: Node, participant_id: str) -> Participant:
     p = dip.state.directory.active(participant_id)
     if p is None:
         raise HTTPException(404, f"no on-boarded participant '{participant_id}'")
@@ -154,7 +154,7 @@ async def get_participant(participant_id: str, dip: Admin) -> ParticipantOut:
 
 @router.delete("/participants/{participant_id}", status_code=204, response_class=Response)
 async def offboard_participant(participant_id: str, dip: Admin) -> Response:
-    _active(dip, participant_id)
+    active_participant(dip, participant_id)
     await dip.participants.offboard(participant_id)
     return Response(status_code=204)
 
@@ -172,7 +172,7 @@ async def list_webhooks(participant_id: str, dip: Admin) -> Response:
 
 @router.post("/participants/{participant_id}/api-keys", status_code=201, response_model=ApiKeyOut)
 async def create_api_key(participant_id: str, dip: Admin) -> ApiKeyOut:
-    _active(dip, participant_id)
+    active_participant(dip, participant_id)
     key, key_id = await dip.participants.new_api_key(participant_id)
     return ApiKeyOut(apiKey=key, keyId=key_id)
 
@@ -212,7 +212,7 @@ def _stamp(micros: int) -> str:
 @router.post("/participants/{participant_id}/certificates", status_code=201, response_model=CertificateOut)
 async def register_certificate(participant_id: str, body: CertificateIn, dip: Admin,
                                response: Response) -> CertificateOut:
-    _active(dip, participant_id)
+    active_participant(dip, participant_id)
     try:
         created, fingerprint = await dip.participants.register_certificate(participant_id, body.certificatePem)
     except SignatureError as exc:
@@ -225,8 +225,8 @@ async def register_certificate(participant_id: str, body: CertificateIn, dip: Ad
 
 @router.put("/participants/{participant_id}/connection-providers/{dcp_id}", response_model=ConnectionProviderOut)
 async def put_connection_provider(participant_id: str, dcp_id: str, body: RolesIn, dip: Admin) -> ConnectionProviderOut:
-    participant = _active(dip, participant_id)
-    dcp = _active(dip, dcp_id)
+    participant = active_participant(dip, participant_id)
+    dcp = active_participant(dip, dcp_id)
     if "DCP" not in dcp.roles:
         raise HTTPException(400, f"'{dcp_id}' does not hold the DCP (DIP Connection Provider) role")
     missing = set(body.roles) - participant.roles

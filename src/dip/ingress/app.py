@@ -15,6 +15,7 @@ from dip.ingress import (
     admin,
     archive,
     audit,
+    certificates,
     errors,
     pubconfig,
     redrive,
@@ -22,6 +23,7 @@ from dip.ingress import (
     search,
     send,
     status_messages,
+    submission_limits,
     views,
 )
 from dip.ingress.activity import ActivityLogging
@@ -78,6 +80,8 @@ def create_app(
     app.include_router(search.admin_router)
     app.include_router(status_messages.router)
     app.include_router(audit.router)
+    app.include_router(certificates.router)
+    app.include_router(submission_limits.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:

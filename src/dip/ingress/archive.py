@@ -87,9 +87,10 @@ async def _small_body(request: Request) -> bytes:
         raise Refusal(413, Code.PROCESSING_FAILED, "413 Payload Too Large: a request of at most 64 KB") from exc
 
 
-def within_limit(dip: Node, caller: Caller) -> None:
-    """Replay, requeue and search: at most ``--archive-rate-limit`` a second per participant (429)."""
-    wait = dip.archive_limiter.take(caller.physical.id, 1)
+async def within_limit(dip: Node, caller: Caller) -> None:
+    """Replay, requeue and search: at most ``--archive-rate-limit`` a second per participant, on
+    every API node together (429)."""
+    wait = await dip.archive_limiter.take(caller.physical.id, 1)
     if wait:
         raise Refusal(429, Code.PROCESSING_FAILED,
                       f"429 Too Many Requests: over {dip.settings.archive_rate_limit:g} replay, requeue or search "
@@ -104,7 +105,7 @@ async def _request(request: Request, interface_id: str, recipient_id: str,
     channel = known_channel(request, interface_id)
     body = await _small_body(request)
     caller = authenticate_for(dip, request, recipient_id, channel, body)
-    within_limit(dip, caller)
+    await within_limit(dip, caller)
     try:
         return dip, caller, channel, parse_message_request(body)
     except RequestProblem as exc:
@@ -181,7 +182,7 @@ async def replay_status_messages(recipient_id: str, request: Request) -> Respons
     dip = node(request)
     body = await _small_body(request)
     caller = authenticate_for(dip, request, recipient_id, None, body)
-    within_limit(dip, caller)
+    await within_limit(dip, caller)
     try:
         answer = await dip.status_replay.page(caller.physical.id, recipient_id, parse_status_message_request(body),
                                               request.headers.get(CONTINUATION), _now())

@@ -143,4 +143,6 @@ async def remove_status_messages(recipient_id: str, request: Request) -> Respons
 @public_router.get("/dip/certificate", response_class=Response,
             summary="The DIP's signing certificate (PEM), to verify its webhook calls")
 async def dip_certificate(request: Request) -> Response:
-    return Response(node(request).signing_cert_pem, media_type="application/x-pem-file")
+    """The certificate the DIP signs with; while its key is being rotated, the previous ones
+    follow it in the same PEM bundle (trust every one of them until the overlap ends)."""
+    return Response(node(request).published_certs_pem, media_type="application/x-pem-file")

@@ -53,7 +53,7 @@ async def search_messages(request: Request) -> Response:
     dip = node(request)
     caller = authenticate(dip, request, b"")
     viewer = caller.principal.id
-    within_limit(dip, caller)
+    await within_limit(dip, caller)
     try:
         page = await dip.search(parse_search(request.query_params, operator=False), viewer, _now())
     except SearchProblem as exc:

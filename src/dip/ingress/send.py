@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from starlette.responses import Response
 
 from dip.accept.level1 import may_send_on
 from dip.accept.schema import paused_gc, split_batch
+from dip.accept.submission_limits import CHANNEL as SUBMISSION_CHANNEL
 from dip.codes import Code
 from dip.ingress.auth import KeyFirst, authenticate, node
 from dip.ingress.bodies import BodyTooLarge, is_json, read_body
@@ -20,6 +22,7 @@ from dip.ingress.errors import JSON, PlainRefusal, Refusal
 from dip.ingress.openapi_docs import SEND_DOCS, VALIDATE_DOCS
 
 router = APIRouter(route_class=KeyFirst)
+SUBMISSION_LIMIT = "X-DIP-Submission-Limit"  # a call accepted past an IF-021 soft limit says so (E2E 6.1)
 log = logging.getLogger("dip.ingress")
 
 
@@ -79,8 +82,28 @@ async def send_messages(interface_id: str, request: Request) -> Response:
             f"retry after {wait:.0f} s",
             recipient, headers={"Retry-After": f"{wait:.0f}"},
         )
+    limit = channel.definition.rateLimit
+    if limit is not None:
+        wait = await dip.channel_limiter.take(f"{caller.principal.id}:{channel.interface_id}", len(raws),
+                                              limit.messagesPerSecond, limit.burst)
+        if wait:
+            raise Refusal(
+                429, Code.PROCESSING_FAILED,
+                f"429 Too Many Requests: over {limit.messagesPerSecond:g} messages/s on {channel.interface_id}; "
+                f"retry after {wait:.0f} s",
+                recipient, headers={"Retry-After": f"{wait:.0f}"},
+            )
+    warning = None
+    if channel.interface_id == SUBMISSION_CHANNEL:
+        verdict = await dip.submission_limits.check(caller.principal.id, len(raws), int(now.timestamp() * 1e6))
+        if verdict.wait:
+            wait = max(1, math.ceil(verdict.wait))
+            raise Refusal(429, Code.PROCESSING_FAILED, f"429 Too Many Requests: {verdict.reason}; retry after {wait} s",
+                          recipient, headers={"Retry-After": str(wait)})
+        warning = verdict.warning
     status, response = await dip.accept(channel, caller, raws, now, body)
-    return Response(response, status_code=status, media_type=JSON)
+    return Response(response, status_code=status, media_type=JSON,
+                    headers={SUBMISSION_LIMIT: warning} if warning else None)
 
 
 @router.post(

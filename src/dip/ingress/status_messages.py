@@ -66,7 +66,7 @@ async def submit_status_messages(request: Request) -> Response:
     if not 1 <= len(entries) <= MAX_ITEMS:
         raise Refusal(400 if not entries else 413, Code.SCHEMA_FAILURE,
                       f"send 1 to {MAX_ITEMS} status messages per call", reporter)
-    wait = dip.status_limiter.take(caller.physical.id, len(entries))
+    wait = await dip.status_limiter.take(caller.physical.id, len(entries))
     if wait:
         raise Refusal(429, Code.PROCESSING_FAILED,
                       f"429 Too Many Requests: over {dip.settings.status_rate_limit:g} status messages a second; "

@@ -18,6 +18,8 @@ from dip.catalogue import DEFAULT_RETENTION_DAYS
 from dip.queue import DeliveryState
 from dip.store.activity import ActivityStore
 from dip.store.archive import ArchiveStore, JobStore, RetentionStore
+from dip.store.encryption import Keyring
+from dip.store.limits import LimitSetting
 
 if TYPE_CHECKING:
     from dip.store.message_cache import MessageCache
@@ -121,6 +123,16 @@ def by_outcome(settlements: Sequence[Settlement]) -> tuple[Outcomes, list[Delive
     return {k: v for k, v in groups.items() if k[0] != DeliveryState.DELIVERED}, runs
 
 
+class CertificateRow(NamedTuple):
+    fingerprint: str
+    pem: str
+    not_after: int
+    created_at: int
+    revoked_at: int | None
+    retires_at: int | None
+    issued_by_dip: bool
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryRows:
     participants: list[ParticipantRow]
@@ -130,6 +142,7 @@ class DirectoryRows:
     admin_keys: list[str]
     webhooks: list[WebhookRow]
     operators: list[tuple[str, str, str, str]] = field(default_factory=list)  # (key hash, id, name, role)
+    retiring: list[tuple[str, int]] = field(default_factory=list)  # (fingerprint, works until): rotated away
 
 
 class AppointmentRow(NamedTuple):
@@ -210,6 +223,14 @@ class DirectoryStore(Protocol):
 
     async def revoke_certificate(self, participant_id: str, fingerprint: str, now: int) -> bool: ...
 
+    async def retire_certificate(self, participant_id: str, fingerprint: str, at: int) -> bool:
+        """The certificate stops working at ``at`` (a rotation's overlap); False if not in force."""
+
+    async def mark_issued_by_dip(self, fingerprint: str) -> None: ...
+
+    async def certificates_of(self, participant_id: str) -> list[CertificateRow]:
+        """Every certificate ever registered to the participant, oldest first."""
+
     async def api_keys_of(self, participant_id: str) -> list[tuple[str, int, int | None]]:
         """(key ID, created at, revoked at) of each key the participant was ever given."""
 
@@ -242,6 +263,9 @@ class DirectoryStore(Protocol):
 
     async def dip_certificates(self) -> list[str]:
         """The DIP's signing certificates (PEM) the store knows, to check what it signed."""
+
+    async def record_signing_certificate(self, fingerprint: str, cert_pem: str, now: int) -> None:
+        """Note a certificate the DIP signs with (kept when it is rotated away)."""
 
 
 class MessageStore(Protocol):
@@ -361,9 +385,38 @@ class Store(DirectoryStore, MessageStore, RegistryStore, QueueStore, ReportStore
         second), shared by every node on the database: 0 when taken, else the seconds until
         there would be enough."""
 
+    async def submission_limits(self) -> list[LimitSetting]:
+        """The IF-021 submission-limit settings of the data services that have one."""
+
+    async def put_submission_limit(self, participant_id: str, mode: str, portfolio: int | None, now: int) -> None: ...
+
+    async def count_submission(self, participant_id: str, hour: int, messages: int, most: int) -> int | None:
+        """Add ``messages`` to the hour's count unless an existing count would pass ``most``: the new
+        count, or None when refused."""
+
+    async def note_over_soft(self, participant_id: str, hour: int, messages: int) -> None: ...
+
+    async def submitted_since(self, participant_id: str, hour: int) -> list[tuple[int, int, int]]:
+        """(hour, messages, of them over a soft limit) from ``hour`` on."""
+
+    async def measure_portfolios(self, interface_id: str, since: int, now: int) -> dict[str, int]:
+        """Distinct MPANs each sender submitted on the channel since ``since`` (recorded)."""
+
+    async def forget_submission_counts(self, before_hour: int) -> int: ...
+
+    async def enqueue_once(self, rows: list[tuple[bytes, DeliveryRow]], expires_at: int, now: int) -> int:
+        """Enqueue each row whose digest was not seen before ``expires_at`` passes (recording
+        it, in the same transaction); how many were enqueued."""
+
     async def first_sight(self, digest: bytes, expires_at: int) -> bool:
         """Record a signed request (by its signature's digest) until ``expires_at``: False when it
         was recorded already, by this node or another."""
+
+    def protect(self, keyring: Keyring, sensitive: Callable[[str], bool]) -> None:
+        """Encrypt at rest the payloads of the channels ``sensitive`` names (dip.store.encryption)."""
+
+    async def rewrap_data_keys(self) -> tuple[int, int]:
+        """Wrap every data key with the keyring's current KEK: (re-wrapped now, already)."""
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (migrations run under a lock)."""

@@ -40,6 +40,7 @@ from dip.store.archive import (
 )
 from dip.store.base import (
     AppointmentRow,
+    CertificateRow,
     Claim,
     DeliveryRow,
     DirectoryRows,
@@ -51,6 +52,8 @@ from dip.store.base import (
     by_outcome,
 )
 from dip.store.connector import Connection, Database, Reader, Row
+from dip.store.encryption import KeyMissing, Keyring, is_encrypted
+from dip.store.limits import LimitSetting
 from dip.store.message_cache import MessageCache, StoredMessage, pending_from
 from dip.store.migrations import migrate
 from dip.store.queries import Queries, load
@@ -84,6 +87,64 @@ class SqlStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.q: Queries = load(db.translate)
+        self._keyring: Keyring | None = None  # encryption at rest (dip.store.encryption), once protect() is called
+        self._sensitive: Callable[[str], bool] = lambda _interface_id: False
+        self._data_key: tuple[int, bytes] | None = None  # (UTC day, ID) of the data key this process writes with
+
+    def protect(self, keyring: Keyring, sensitive: Callable[[str], bool]) -> None:
+        """Encrypt the payloads of the channels ``sensitive`` names (security categories 2-4)."""
+        self._keyring = keyring
+        self._sensitive = sensitive
+
+    async def _ensure_data_key(self) -> None:
+        """Today's data key (one a process a UTC day), stored wrapped before a payload uses it."""
+        if self._keyring is None:
+            return
+        day = _now() // 86_400_000_000
+        if self._data_key is not None and self._data_key[0] == day:
+            return
+        dek_id, kek, wrapped = self._keyring.new_data_key()
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.insert_data_key, dek_id.hex(), kek, wrapped, _now())
+        self._data_key = (day, dek_id)
+
+    def _sealed(self, rows: Sequence[MessageRow]) -> list[MessageRow]:
+        """The rows as the archive keeps them: payloads compressed (payload_codec), and encrypted
+        for the sensitive channels."""
+        keyring, key = self._keyring, self._data_key
+        if keyring is None or key is None:
+            return [r._replace(payload=payload_codec.encode(r.payload)) for r in rows]
+        sensitive = self._sensitive
+        return [r._replace(payload=keyring.encrypt(key[1], payload_codec.encode(r.payload))
+                           if sensitive(r.interface_id) else payload_codec.encode(r.payload)) for r in rows]
+
+    async def _opened(self, stored: list[bytes]) -> list[bytes]:
+        """Archived payloads as they were accepted (decrypted and expanded)."""
+        keyring = self._keyring
+        if keyring is None:
+            if any(is_encrypted(s) for s in stored):
+                raise KeyMissing("an archived payload is encrypted, and this node has no key-encryption key "
+                                 "(--kek-file)")
+            return [payload_codec.decode(s) for s in stored]
+        needed = keyring.needed(stored)
+        if needed:
+            rows = await self.db.fetch(self.q.data_keys, sorted(k.hex() for k in needed))
+            keyring.open_keys((bytes.fromhex(r[0]), str(r[1]), bytes(r[2])) for r in rows)
+        return [payload_codec.decode(keyring.decrypt(s)) for s in stored]
+
+    async def rewrap_data_keys(self) -> tuple[int, int]:
+        """Every data key wrapped by the current KEK: (re-wrapped now, already)."""
+        assert self._keyring is not None
+        done = already = 0
+        for dek_id, kek, wrapped in await self.db.fetch(self.q.all_data_keys):
+            again = self._keyring.rewrapped(bytes.fromhex(dek_id), str(kek), bytes(wrapped))
+            if again is None:
+                already += 1
+                continue
+            async with self.db.transaction() as tx:
+                await tx.write(self.q.rewrap_data_key, dek_id, self._keyring.current, again, kek)
+            done += 1
+        return done, already
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -166,6 +227,7 @@ class SqlStore:
             participants = await r.fetch(q.participants)
             keys = await r.fetch(q.api_keys)
             certificates = await r.fetch(q.certificates)
+            retiring = await r.fetch(q.retiring_certificates)
             providers = await r.fetch(q.connection_providers)
             admins = await r.fetch(q.admin_keys)
             operators = await r.fetch(q.operator_keys)
@@ -174,6 +236,7 @@ class SqlStore:
             participants=[ParticipantRow(p[0], p[1], tuple(json.loads(p[2])), bool(p[3])) for p in participants],
             api_keys=[(k[0], k[1]) for k in keys],
             certificates=[(c[0], c[1]) for c in certificates],
+            retiring=[(c[0], int(c[1])) for c in retiring],
             providers=[(p[0], p[1], tuple(json.loads(p[2]))) for p in providers],
             admin_keys=[a[0] for a in admins],
             operators=[(o[0], o[1], o[2], o[3]) for o in operators],
@@ -225,6 +288,18 @@ class SqlStore:
     async def revoke_certificate(self, participant_id: str, fingerprint: str, now: int) -> bool:
         async with self._changing_state() as tx:
             return await tx.execute(self.q.revoke_certificate, now, participant_id, fingerprint) > 0
+
+    async def retire_certificate(self, participant_id: str, fingerprint: str, at: int) -> bool:
+        async with self._changing_state() as tx:
+            return await tx.execute(self.q.retire_certificate, at, participant_id, fingerprint) > 0
+
+    async def mark_issued_by_dip(self, fingerprint: str) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.mark_issued_by_dip, fingerprint)
+
+    async def certificates_of(self, participant_id: str) -> list[CertificateRow]:
+        return [CertificateRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), r[4], r[5], bool(r[6]))
+                for r in await self.db.fetch(self.q.certificates_of, participant_id)]
 
     async def api_keys_of(self, participant_id: str) -> list[tuple[str, int, int | None]]:
         return [(str(r[0]), int(r[1]), r[2]) for r in await self.db.fetch(self.q.api_keys_of, participant_id)]
@@ -282,12 +357,18 @@ class SqlStore:
 
     async def dip_certificates(self) -> list[str]:
         row = await self.db.fetchrow(self.q.identity)
-        return [] if row is None else [str(row[1])]
+        recorded = [str(r[0]) for r in await self.db.fetch(self.q.signing_certificates)]
+        return ([] if row is None else [str(row[1])]) + recorded
+
+    async def record_signing_certificate(self, fingerprint: str, cert_pem: str, now: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.record_signing_certificate, fingerprint, cert_pem, now)
 
     # -- messages --------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def message_batch(self) -> AsyncIterator[_Batch]:
+        await self._ensure_data_key()  # before any transaction: SQLite has one writer
         if self.db.concurrent_writers:
             # each add() writes its rows at once inside the open transaction, so storing
             # overlaps checking (PostgreSQL COPYs a chunk while later chunks are validated)
@@ -329,7 +410,10 @@ class SqlStore:
         row = await self.db.fetchrow(self.q.message, transaction_id, low, high)
         if row is None and (low, high) != ALL_TIME:
             row = await self.db.fetchrow(self.q.message, transaction_id, *ALL_TIME)
-        return None if row is None else MessageRow._make((*row[:11], payload_codec.decode(bytes(row[11])), *row[12:]))
+        if row is None:
+            return None
+        (payload,) = await self._opened([bytes(row[11])])
+        return MessageRow._make((*row[:11], payload, *row[12:]))
 
     async def count_messages(self) -> int:
         return int(await self.db.fetchval(self.q.count_messages))
@@ -385,6 +469,13 @@ class SqlStore:
             async with self.db.transaction() as tx:
                 await self._enqueue(tx, rows, now)
 
+    async def enqueue_once(self, rows: list[tuple[bytes, DeliveryRow]], expires_at: int, now: int) -> int:
+        async with self.db.transaction() as tx:
+            fresh = [row for digest, row in rows if await tx.execute(self.q.first_sight, digest, expires_at) == 1]
+            if fresh:
+                await self._enqueue(tx, fresh, now)
+        return len(fresh)
+
     async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
         return await self.db.listen(DELIVERIES, wake)
 
@@ -419,7 +510,8 @@ class SqlStore:
     async def stored_messages(self, transaction_ids: list[str],
                               received: tuple[int, int] | None = None) -> dict[str, StoredMessage]:
         rows = await self._hinted(self.q.stored_messages, transaction_ids, received=received, wide=False)
-        return {r[0]: StoredMessage(payload_codec.decode(bytes(r[1])), *r[2:]) for r in rows}
+        payloads = await self._opened([bytes(r[1]) for r in rows])
+        return {r[0]: StoredMessage(payload, *r[2:]) for r, payload in zip(rows, payloads, strict=True)}
 
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
@@ -574,6 +666,41 @@ class SqlStore:
     async def drop_expired_replay_pages(self, now: int) -> int:
         async with self.db.transaction() as tx:
             return await tx.execute(self.q.drop_expired_replay_pages, now)
+
+    # -- IF-021 submission limits -------------------------------------------------------------------
+
+    async def submission_limits(self) -> list[LimitSetting]:
+        rows = await self.db.fetch(self.q.submission_limits)
+        return [LimitSetting(str(r[0]), str(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    async def put_submission_limit(self, participant_id: str, mode: str, portfolio: int | None, now: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.put_submission_limit, participant_id, mode, portfolio, now)
+
+    async def count_submission(self, participant_id: str, hour: int, messages: int, most: int) -> int | None:
+        async with self.db.transaction() as tx:
+            found = await tx.fetchval(self.q.count_submission, participant_id, hour, messages, most)
+        return None if found is None else int(found)
+
+    async def note_over_soft(self, participant_id: str, hour: int, messages: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.write(self.q.note_over_soft, participant_id, hour, messages)
+
+    async def submitted_since(self, participant_id: str, hour: int) -> list[tuple[int, int, int]]:
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in await self.db.fetch(self.q.submitted_since, participant_id,
+                                                                                hour)]
+
+    async def measure_portfolios(self, interface_id: str, since: int, now: int) -> dict[str, int]:
+        """Distinct MPANs each sender submitted on the channel since ``since``, recorded."""
+        found = {str(r[0]): int(r[1]) for r in await self.db.fetch(self.q.measure_portfolios, interface_id, since)}
+        async with self.db.transaction() as tx:
+            for participant_id, count in found.items():
+                await tx.write(self.q.record_portfolio, participant_id, "soft", count, now)
+        return found
+
+    async def forget_submission_counts(self, before_hour: int) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.forget_submission_counts, before_hour)
 
     # -- the API activity log ----------------------------------------------------------------------
 
@@ -807,7 +934,7 @@ class _Batch:
             records = [rows[i] for i in kept]
         if self._tx is not None:
             if records:
-                await self._tx.copy("messages", MESSAGE_COLUMNS, _archived(records))
+                await self._tx.copy("messages", MESSAGE_COLUMNS, self._store._sealed(records))
                 await self._tx.copy("sender_references", REFERENCE_COLUMNS, _references(records))
         else:
             self.rows.extend(records)
@@ -820,17 +947,12 @@ class _Batch:
     async def finish(self, tx: Connection) -> None:
         """Write what is left: gathered rows, then the deliveries, then the registry changes."""
         if self.rows:
-            await tx.copy("messages", MESSAGE_COLUMNS, _archived(self.rows))
+            await tx.copy("messages", MESSAGE_COLUMNS, self._store._sealed(self.rows))
             await tx.copy("sender_references", REFERENCE_COLUMNS, _references(self.rows))
         if self.deliveries:
             await self._store._enqueue(tx, self.deliveries, max(d.accepted_at for d in self.deliveries))
         if self.appointments:
             await self._store._put_appointments(tx, self.appointments)
-
-
-def _archived(rows: Sequence[MessageRow]) -> list[MessageRow]:
-    """The rows as the archive keeps them: payloads compressed (payload_codec)."""
-    return [r._replace(payload=payload_codec.encode(r.payload)) for r in rows]
 
 
 def _references(rows: Sequence[MessageRow]) -> list[tuple[str, str, str, int]]:

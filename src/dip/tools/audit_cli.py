@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from dip.audit.export import MAX_PAGE, ActivityReader, as_json, instant
+from dip.signing import load_certificate_pem
 from dip.store import open_store
 
 
@@ -28,6 +29,10 @@ def add_parser(sub: Any) -> None:
                        help="postgresql://... (default: SQLite under --data-dir)")
         p.add_argument("--audit-dir", type=Path, default=os.environ.get("DIP_AUDIT_DIR") or None,
                        help="where the checkpoints are (default DATA_DIR/audit)")
+        if name == "verify":
+            p.add_argument("--certificate", type=Path, action="append",
+                           help="trust only checkpoints signed with this certificate's key (PEM; repeatable); "
+                                "default: the DIP's signing certificates recorded in the database")
         if name == "export":
             p.add_argument("--from", dest="since", help="from (inclusive; ISO 8601 with offset)")
             p.add_argument("--to", dest="until", help="up to (exclusive; ISO 8601 with offset)")
@@ -46,7 +51,8 @@ async def _verify(args: argparse.Namespace) -> int:
     reader = _reader(args)
     await reader.store.open()
     try:
-        report = await reader.verify()
+        pinned = [load_certificate_pem(path.read_bytes()) for path in args.certificate or []]
+        report = await reader.verify(pinned or None)
     finally:
         await reader.store.close()
     if not report.intact:

@@ -12,7 +12,7 @@ from typing import Any
 
 from dip.config import Settings
 from dip.exceptions import DipError
-from dip.tools import audit_cli
+from dip.tools import audit_cli, credentials_cli, keys_cli
 
 
 def _serve_parser(sub: Any) -> None:
@@ -35,6 +35,14 @@ def _serve_parser(sub: Any) -> None:
                        ("webhook-client-cert", "the DIP's TLS client certificate toward webhooks (PEM); default: its "
                                                "signing certificate"),
                        ("webhook-client-key", "the key of --webhook-client-cert (PEM)"),
+                       ("signing-key", "the DIP's signing key (PEM; DIP_SIGNING_KEY_PASSWORD if encrypted) "
+                                       "instead of the one kept in the database"),
+                       ("signing-cert", "the certificate of --signing-key"),
+                       ("kek-file", "the key-encryption key of encryption at rest (32 bytes: raw, hex or base64; "
+                                    "dip keys new-kek makes one); required outside DEV unless DIP_KEK is set"),
+                       ("ca-cert", "outside production: the CA certificate the DIP issues participants' "
+                                   "certificates under (dip ca init makes one)"),
+                       ("ca-key", "the key of --ca-cert"),
                        ("audit-dir", "where the API activity log's signed checkpoints are written (default "
                                      "DATA_DIR/audit): outside the database, ideally append-only storage")]:
         variable = "DIP_" + flag.upper().replace("-", "_")
@@ -70,10 +78,18 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--large-portfolio-mpans", type=int, default=Settings.large_portfolio_mpans,
+                   help="IF-021 soft limits (E2E 6.1) are reported for data services with portfolios this large")
     p.add_argument("--status-rate-limit", type=float, default=Settings.status_rate_limit,
                    help="status-message items relayed per second per reporter (0 = no limit)")
     p.add_argument("--retention-every-seconds", type=float, default=Settings.retention_every_seconds,
                    help="how often the retention purge runs (one node at a time)")
+    p.add_argument("--previous-signing-cert", type=Path, action="append", default=[
+                       Path(v) for v in os.environ.get("DIP_PREVIOUS_SIGNING_CERTS", "").split(",") if v],
+                   help="a certificate the DIP signed with before a rotation, still published by GET "
+                        "/dip/certificate during the overlap (repeatable; DIP_PREVIOUS_SIGNING_CERTS, comma-separated)")
+    p.add_argument("--previous-kek-file", type=Path, action="append", default=[],
+                   help="a key-encryption key being rotated away: data keys it wrapped are still read (repeatable)")
     p.add_argument("--no-activity-log", action="store_true",
                    help="do not keep the API activity log (FS 5.8.1 requires it): only to measure its cost")
     p.add_argument("--audit-retention-days", type=float,
@@ -138,8 +154,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_headers=args.max_headers, body_grace_seconds=args.body_grace_seconds, min_body_rate=args.min_body_rate,
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
-        status_rate_limit=args.status_rate_limit,
+        status_rate_limit=args.status_rate_limit, large_portfolio_mpans=args.large_portfolio_mpans,
         retention_every_seconds=args.retention_every_seconds,
+        kek_file=args.kek_file, previous_kek_files=tuple(args.previous_kek_file),
+        signing_key=args.signing_key, signing_cert=args.signing_cert, ca_cert=args.ca_cert, ca_key=args.ca_key,
+        previous_signing_certs=tuple(args.previous_signing_cert),
         activity_log=not args.no_activity_log, audit_dir=args.audit_dir, audit_retention_days=args.audit_retention_days,
         audit_checkpoint_seconds=args.audit_checkpoint_seconds,
         validation_workers=args.validation_workers,
@@ -375,6 +394,22 @@ def redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def ca_init(args: argparse.Namespace) -> int:
+    """``dip ca init``: a CA for one test environment; the key readable by its owner only."""
+    from dip.admin.certificate_authority import make_ca
+
+    key_pem, cert_pem = make_ca(args.environment, args.days)
+    args.out.mkdir(parents=True, exist_ok=True)
+    key = args.out / "ca.key"
+    if key.exists() or (args.out / "ca.pem").exists():
+        raise DipError(f"{args.out} holds a CA already: keep it, or choose another folder")
+    key.touch(mode=0o600)
+    key.write_bytes(key_pem)
+    (args.out / "ca.pem").write_bytes(cert_pem)
+    print(f"CA for {args.environment}: {args.out / 'ca.pem'} (certificate), {key} (key: keep it secret)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dip", description="Data Integration Platform for GB MHHS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -451,11 +486,26 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--quiet", action="store_true", help="no progress output")
 
     audit_cli.add_parser(sub)
+    credentials_cli.add_parsers(sub)
+    keys_cli.add_parsers(sub)
+    ca = sub.add_parser("ca", help="the DIP as certificate authority outside production")
+    casub = ca.add_subparsers(dest="ca_command", required=True)
+    init = casub.add_parser("init", help="make a CA key and certificate for one environment (not PRD)")
+    init.add_argument("--environment", required=True, help="DEV, SIT, UAT, ... : each has a CA of its own")
+    init.add_argument("--out", type=Path, required=True, help="folder for ca.pem and ca.key (created)")
+    init.add_argument("--days", type=int, default=3650)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "audit":
             return audit_cli.command(args)
+        if args.command == "ca":
+            return ca_init(args)
+        if args.command == "keys":
+            return keys_cli.command(args)
+        if args.command in ("certificate", "api-key"):
+            admin_key = _admin_key(args)
+            return credentials_cli.command(args, admin_key) if admin_key else 2
         if args.command == "serve":
             return serve(args)
         if args.command == "send":

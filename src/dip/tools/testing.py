@@ -21,6 +21,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import certifi
@@ -32,6 +33,7 @@ from dip.ingress.app import create_app
 from dip.ingress.server import server_config
 from dip.node import Node
 from dip.signing import generate_identity
+from dip.store.encryption import new_kek_file
 from dip.tools.client import Identity
 
 ADMIN_KEY = "test-admin-key"
@@ -100,6 +102,12 @@ class RunningDip:
         if overrides.get("environment", settings.environment) != "DEV" and not (
                 overrides.get("public_base_url") or settings.public_base_url):
             overrides["public_base_url"] = self.url  # required outside DEV: the URL it listens on
+        if overrides.get("environment", settings.environment) != "DEV" and not (
+                overrides.get("kek_file") or settings.kek_file):
+            kek = Path(overrides.get("data_dir", settings.data_dir)) / "kek"  # required outside DEV too
+            if not kek.exists():
+                new_kek_file(kek)
+            overrides["kek_file"] = kek
         self.settings = replace(settings, host="127.0.0.1", port=port, admin_api_key=admin_key, **overrides)
         self.admin_key = admin_key
         self.node = Node(self.settings)

@@ -32,6 +32,20 @@ SELECT key_hash, participant_id FROM api_keys WHERE revoked_at IS NULL;
 -- name: certificates
 SELECT fingerprint, participant_id FROM certificates WHERE revoked_at IS NULL;
 
+-- name: retiring_certificates
+SELECT fingerprint, retires_at FROM certificates WHERE revoked_at IS NULL AND retires_at IS NOT NULL;
+
+-- name: certificates_of
+SELECT fingerprint, pem, not_after, created_at, revoked_at, retires_at, issued_by_dip FROM certificates
+WHERE participant_id = $1 ORDER BY created_at, fingerprint;
+
+-- name: retire_certificate
+UPDATE certificates SET retires_at = $1
+WHERE participant_id = $2 AND fingerprint = $3 AND revoked_at IS NULL AND (retires_at IS NULL OR retires_at > $1);
+
+-- name: mark_issued_by_dip
+UPDATE certificates SET issued_by_dip = TRUE WHERE fingerprint = $1;
+
 -- name: connection_providers
 SELECT participant_id, dcp_id, roles FROM connection_providers;
 
@@ -644,3 +658,63 @@ DELETE FROM api_activity WHERE chain = $1 AND seq > $2 AND seq <= $3;
 
 -- name: first_activity
 SELECT MIN(seq) FROM api_activity WHERE chain = $1;
+
+-- name: record_signing_certificate
+INSERT INTO signing_certificates (fingerprint, cert_pem, first_used_at) VALUES ($1, $2, $3)
+ON CONFLICT (fingerprint) DO NOTHING;
+
+-- name: signing_certificates
+SELECT cert_pem FROM signing_certificates ORDER BY first_used_at;
+
+-- ---------------------------------------------------------------------------------------
+-- Encryption at rest: data keys, wrapped by a key-encryption key kept outside the database
+
+-- name: insert_data_key
+INSERT INTO data_keys (id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4);
+
+-- name: data_keys
+SELECT k.id, k.kek_id, k.wrapped FROM unnest($1::text[]) AS w(id) JOIN data_keys k ON k.id = w.id;
+
+-- name: all_data_keys
+SELECT id, kek_id, wrapped FROM data_keys ORDER BY id;
+
+-- name: rewrap_data_key
+UPDATE data_keys SET kek_id = $2, wrapped = $3 WHERE id = $1 AND kek_id = $4;
+
+-- ---------------------------------------------------------------------------------------
+-- IF-021 submission limits (E2E 6.1)
+
+-- name: submission_limits
+SELECT participant_id, mode, portfolio, measured_portfolio, measured_at FROM submission_limits;
+
+-- name: put_submission_limit
+INSERT INTO submission_limits (participant_id, mode, portfolio, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (participant_id) DO UPDATE SET mode = excluded.mode, portfolio = excluded.portfolio,
+    updated_at = excluded.updated_at;
+
+-- name: measure_portfolios
+-- distinct MPANs each sender submitted on the channel since $2 (the E2E 6.1 portfolio)
+SELECT sender_id, COUNT(DISTINCT mpan) FROM messages
+WHERE interface_id = $1 AND received_at >= $2 AND mpan IS NOT NULL GROUP BY sender_id;
+
+-- name: record_portfolio
+INSERT INTO submission_limits (participant_id, mode, measured_portfolio, measured_at, updated_at)
+VALUES ($1, $2, $3, $4, $4)
+ON CONFLICT (participant_id) DO UPDATE SET measured_portfolio = excluded.measured_portfolio,
+    measured_at = excluded.measured_at;
+
+-- name: count_submission
+-- add the messages to this hour's count, unless ($4) that would pass the hour's limit; the new count
+INSERT INTO submission_counts (participant_id, hour, messages) VALUES ($1, $2, $3)
+ON CONFLICT (participant_id, hour) DO UPDATE SET messages = submission_counts.messages + excluded.messages
+WHERE submission_counts.messages + excluded.messages <= $4
+RETURNING messages;
+
+-- name: note_over_soft
+UPDATE submission_counts SET over_soft = over_soft + $3 WHERE participant_id = $1 AND hour = $2;
+
+-- name: submitted_since
+SELECT hour, messages, over_soft FROM submission_counts WHERE participant_id = $1 AND hour >= $2 ORDER BY hour;
+
+-- name: forget_submission_counts
+DELETE FROM submission_counts WHERE hour < $1;
