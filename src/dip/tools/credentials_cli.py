@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,9 @@ def command(args: argparse.Namespace, admin_key: str) -> int:
         if args.csr is not None:
             body["csrPem"] = args.csr.read_text()
     try:
+        bundle = os.environ.get("SSL_CERT_FILE")  # a private CA's bundle, for a DIP on one
         answer = httpx.request(method, args.url.rstrip("/") + path, json=body, headers={"X-API-Key": admin_key},
-                               timeout=60, verify=os.environ.get("SSL_CERT_FILE", True))
+                               timeout=60, verify=ssl.create_default_context(cafile=bundle) if bundle else True)
     except httpx.HTTPError as exc:
         print(f"dip: {exc}", file=sys.stderr)
         return 1

@@ -50,7 +50,9 @@ def free_port() -> int:
 def listening_socket(port: int = 0) -> socket.socket:
     """A socket bound on 127.0.0.1 (a free port unless ``port``), handed to the server that will
     listen on it: no other test can take the port between choosing it and binding it."""
-    sock = socket.socket()
+    # IPPROTO_TCP said, not 0: asyncio sets TCP_NODELAY only on connections accepted from a socket
+    # that says it is TCP (with proto 0 every small answer waited 40 ms for a delayed ACK)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
