@@ -241,6 +241,10 @@ class Catalogue:
         return cls({iid: parse_definition(iid, body) for iid, body in rows})
 
 
+# FS 4.2.6 security categories the shipped channels have other than the default 2 (MPAN)
+SHIPPED_SECURITY_CATEGORIES = {"IF-021": 4}  # MPAN and consumption data
+
+
 def default_catalogue(with_demo_schemas: bool = False) -> list[tuple[str, bytes]]:
     """The shipped catalogue: every v2.1.0 channel; the demo adds small custom-block schemas."""
     data = resources.files("dip").joinpath("data")
@@ -249,6 +253,8 @@ def default_catalogue(with_demo_schemas: bool = False) -> list[tuple[str, bytes]
     out = []
     for definition in channels:
         interface_id = definition["interfaceID"]
+        if interface_id in SHIPPED_SECURITY_CATEGORIES:  # (the shipped file holds the contract's keys only)
+            definition = {**definition, "securityCategory": SHIPPED_SECURITY_CATEGORIES[interface_id]}
         if interface_id in schemas:
             definition = {**definition, "customBlockSchema": schemas[interface_id]}
         out.append((interface_id, parse_definition(interface_id, orjson.dumps(definition)).to_json()))

@@ -33,6 +33,7 @@ from dip.admin.channels import Channels
 from dip.admin.operators import Operators
 from dip.admin.participants import Participants
 from dip.admin.registry import RegistryLoads
+from dip.admin.signing_key import SigningKeys
 from dip.admin.views import OperatorViews
 from dip.admin.webhooks import Webhooks
 from dip.archive.consumption_replay import ConsumptionReplay
@@ -55,9 +56,9 @@ from dip.egress.retry import RetryPolicy
 from dip.egress.sender import WebhookSender
 from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker, new_owner
-from dip.exceptions import ConfigurationError, SignatureError
+from dip.exceptions import ConfigurationError
 from dip.jobs import Job, Scheduler
-from dip.signing import SigningKey, fingerprint, generate_identity, load_certificate_pem, load_private_key_pem
+from dip.signing import Signer, SigningKey
 from dip.state import SharedState
 from dip.store import Store, open_store
 from dip.store.encryption import Keyring, load_keks
@@ -90,9 +91,9 @@ class Node:
                                                 kind="status")
         self.replay_guard = ReplayGuard(self.store, settings.signature_max_skew_seconds)
         self.registry = RegistryCache(self.store, capacity=settings.registry_cache_mpans)
-        self.signing_key: SigningKey | None = None
-        self.signing_cert_pem = b""
-        self.published_certs_pem = b""  # GET /dip/certificate: the signing certificate, then previous ones
+        self.signing_keys = SigningKeys(self.store, settings)
+        self.state.on_change.append(self.signing_keys.reload)  # a rotation on another node applies here
+        self.signer: Signer | None = None  # the DIP's key and certificate now (shared: rotations apply at once)
         self.worker: DeliveryWorker | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
         # the use cases
@@ -191,8 +192,8 @@ class Node:
             await self.worker.listen()
         self.requeue_appender.start()
         if self.activity is not None:
-            assert self.signing_key is not None
-            await self.activity.start(self.signing_key, load_certificate_pem(self.signing_cert_pem))
+            assert self.signer is not None
+            await self.activity.start(self.signer)
         await self.scheduler.start()
         self.state.start_polling()
 
@@ -209,14 +210,14 @@ class Node:
 
     def _delivery_worker(self) -> DeliveryWorker:
         s = self.settings
-        assert self.signing_key is not None
+        assert self.signer is not None
         cache_bytes = s.delivery_cache_mb * 1024 * 1024
         internal = {"IF-015": ConsumptionReplay(self.store, self.state, s.dip_id, s.environment)}
         assert internal.keys() == ANSWERED_BY_DIP.keys(), "every channel the DIP answers needs its handler"
         ctx = WorkerContext(
             queues=self.store,
             lookups=self.state,
-            sender=WebhookSender(self.signing_key, self.signing_cert_pem, s.webhook_timeout_seconds,
+            sender=WebhookSender(self.signer, s.webhook_timeout_seconds,
                                  public_only=s.environment != "DEV", tls=self._webhook_tls()),
             policy=self.policy,
             notices=StatusNotices(s.dip_id, s.ticket_url),
@@ -276,36 +277,12 @@ class Node:
                 await self.store.put_channel(interface_id, definition, now)
 
     async def _load_identity(self) -> None:
-        """The DIP's signing key and certificate: from files (--signing-key/--signing-cert, the
-        same on every node; a KMS-held key is documented in docs/security.md), else one per
-        installation in the database, shared by every node. What ``GET /dip/certificate``
-        publishes: the certificate, then any --previous-signing-cert still in its overlap."""
-        s = self.settings
-        if s.signing_key is not None and s.signing_cert is not None:
-            password = os.environ.get("DIP_SIGNING_KEY_PASSWORD")
-            try:
-                self.signing_key = load_private_key_pem(s.signing_key.read_bytes(),
-                                                        password.encode() if password else None)
-                self.signing_cert_pem = s.signing_cert.read_bytes()
-                cert = load_certificate_pem(self.signing_cert_pem)
-            except (OSError, SignatureError) as exc:
-                raise ConfigurationError(f"--signing-key/--signing-cert: {exc}") from exc
-            if cert.public_key() != self.signing_key.public_key():
-                raise ConfigurationError("--signing-cert is not the certificate of --signing-key's key")
-        else:
-            key_pem, cert_pem = generate_identity(f"DIP {s.environment} {s.dip_id}", days=3650)
-            stored_key, stored_cert = await self.store.dip_identity(key_pem.decode("ascii"),
-                                                                    cert_pem.decode("ascii"), _now())
-            self.signing_key = load_private_key_pem(stored_key.encode("ascii"))
-            self.signing_cert_pem = stored_cert.encode("ascii")
-            cert = load_certificate_pem(self.signing_cert_pem)
-        previous = []
-        for path in s.previous_signing_certs:
-            try:
-                previous.append(path.read_bytes())
-                load_certificate_pem(previous[-1])
-            except (OSError, SignatureError) as exc:
-                raise ConfigurationError(f"--previous-signing-cert {path}: {exc}") from exc
-        self.published_certs_pem = b"".join(p if p.endswith(b"\n") else p + b"\n"
-                                            for p in [self.signing_cert_pem, *previous])
-        await self.store.record_signing_certificate(fingerprint(cert), self.signing_cert_pem.decode("ascii"), _now())
+        self.signer = await self.signing_keys.load()
+
+    @property
+    def signing_key(self) -> SigningKey | None:
+        return self.signer.key if self.signer is not None else None
+
+    @property
+    def signing_cert_pem(self) -> bytes:
+        return self.signer.cert_pem if self.signer is not None else b""

@@ -65,6 +65,19 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+@dataclass
+class Signer:
+    """The key the DIP signs with now, and its certificate: one object shared by everything that
+    signs, so that a rotation (dip.node) changes them everywhere at once."""
+
+    key: SigningKey
+    cert_pem: bytes
+
+
+def fingerprint_of_pem(pem: bytes | str) -> str:
+    return fingerprint(load_certificate_pem(pem))
+
+
 def load_certificate_pem(pem: bytes | str) -> x509.Certificate:
     data = pem.encode("ascii") if isinstance(pem, str) else pem
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from dip.catalogue import Catalogue, Channel, parse_definition
@@ -38,13 +39,20 @@ class SharedState:
         self._channel_bytes: dict[str, bytes] = {}
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self.on_change: list[Callable[[], Awaitable[None]]] = []  # called after a reload that changed something
 
     async def reload(self, force: bool = False) -> None:
-        """Rebuild the snapshot if the store's state version moved (or ``force``)."""
+        """Rebuild the snapshot if the store's state version moved (or ``force``); then tell those
+        that follow the shared state (``on_change``)."""
+        if await self._rebuild(force):
+            for follower in self.on_change:
+                await follower()
+
+    async def _rebuild(self, force: bool) -> bool:
         async with self._lock:
             version = await self._store.state_version()
             if version == self._version and not force:
-                return
+                return False
             rows = await self._store.load_directory()
             channel_rows = await self._store.load_channels()
             self.directory = Directory(
@@ -70,6 +78,7 @@ class SharedState:
                     log.exception("stored channel %s is not valid; it is unavailable", interface_id)
             self.catalogue = Catalogue(channels)
             self._version = version
+            return True
 
     def start_polling(self) -> None:
         self._poller = asyncio.create_task(self._poll(), name="dip-state-poller")

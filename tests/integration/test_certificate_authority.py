@@ -235,3 +235,49 @@ def test_the_credentials_cli(dip_factory: Callable[..., RunningDip], tmp_path: P
     assert cli.main(["certificate", "list", MDS, *common]) == 0
     listed = {c["fingerprint"]: c for c in orjson.loads(capsys.readouterr().out)}
     assert listed[fp]["retiresAt"] is not None and listed[new_fp]["revokedAt"] is not None
+
+
+def test_rotating_the_database_held_signing_key_with_an_overlap(dip_factory: Callable[..., RunningDip],
+                                                                tmp_path: Path) -> None:
+    from dip.signing import SIGNATURE_CERTIFICATE, certificate_header
+    from dip.tools.testing import AdminClient, WebhookReceiver
+    from tests.helpers import consumption, onboard_all
+
+    dip = dip_factory()
+    with AdminClient(dip.url, dip.admin_key) as admin, WebhookReceiver() as hook:
+        cast = onboard_all(admin)
+        shown = admin.http.get("/admin/signing-key").json()
+        assert shown["source"] == "database" and shown["published"] == [shown["fingerprint"]]
+        rotated = admin.http.post("/admin/signing-key/rotate", json={"overlapDays": 7})
+        assert rotated.status_code == 201, rotated.text
+        new = rotated.json()
+        assert new["fingerprint"] != shown["fingerprint"]
+        served = x509.load_pem_x509_certificates(httpx.get(dip.url + "/dip/certificate").content)
+        assert [fingerprint(c) for c in served] == [new["fingerprint"], shown["fingerprint"]]  # the new one first
+        # the DIP's calls are signed with the new key at once
+        with DipClient(dip.url, cast["SUP"]) as sup:
+            assert sup.register_webhook("IF-021", hook.url).status_code == 201
+        with DipClient(dip.url, cast["SDS"]) as sds:
+            assert sds.send("IF-021", consumption(sds, 1)).status_code == 201
+        (call,) = hook.wait_for(lambda calls: len(calls) == 1)
+        assert call.headers[SIGNATURE_CERTIFICATE.lower()] == certificate_header(new["certificatePem"].encode())
+        # with no overlap the replaced certificate is no longer published (the first is, for its 7 days)
+        again = admin.http.post("/admin/signing-key/rotate", json={"overlapDays": 0}).json()
+        served = x509.load_pem_x509_certificates(httpx.get(dip.url + "/dip/certificate").content)
+        assert [fingerprint(c) for c in served] == [again["fingerprint"], shown["fingerprint"]]
+    dip.__exit__(None, None, None)
+    args = ["audit", "verify", "--data-dir", str(dip.settings.data_dir),
+            *(["--database-url", dip.settings.database_url] if dip.settings.database_url else [])]
+    assert cli.main(args) == 0  # checkpoints signed before and after the rotations all verify
+
+
+def test_a_key_from_files_is_not_rotated_through_the_api(dip_factory: Callable[..., RunningDip],
+                                                         tmp_path: Path) -> None:
+    key, cert = generate_identity("DIP DEV files")
+    (tmp_path / "k.pem").write_bytes(key)
+    (tmp_path / "c.pem").write_bytes(cert)
+    dip = dip_factory(signing_key=tmp_path / "k.pem", signing_cert=tmp_path / "c.pem")
+    with httpx.Client(base_url=dip.url, headers={"X-API-Key": dip.admin_key}) as admin:
+        assert admin.get("/admin/signing-key").json()["source"] == "files"
+        refused = admin.post("/admin/signing-key/rotate", json={})
+        assert refused.status_code == 409 and "--previous-signing-cert" in refused.text

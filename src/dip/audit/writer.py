@@ -19,12 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from cryptography import x509
-
 from dip.audit.chain import GENESIS, checkpoint, checkpoint_file, link, pack
 from dip.audit.entries import Capture, entry_json
 from dip.exceptions import UniqueViolation
-from dip.signing import SigningKey
+from dip.signing import Signer, load_certificate_pem
 from dip.store.activity import ActivityRow, ActivityStore
 
 log = logging.getLogger("dip.audit")
@@ -38,8 +36,7 @@ class ActivityLog:
         self.folder = folder
         self.flush_seconds = flush_seconds
         self.checkpoint_seconds = checkpoint_seconds
-        self._key: SigningKey | None = None
-        self._cert: x509.Certificate | None = None
+        self._signer: Signer | None = None
         self._waiting: list[Capture] = []
         self._sealed: list[ActivityRow] = []  # sealed, not yet stored
         self._seq = 0
@@ -57,8 +54,9 @@ class ActivityLog:
         if len(self._waiting) >= 1_000:
             self._wake.set()
 
-    async def start(self, key: SigningKey, cert: x509.Certificate) -> None:
-        self._key, self._cert = key, cert
+    async def start(self, signer: Signer) -> None:
+        """``signer``: the DIP's key and certificate now (read at each checkpoint: rotations apply)."""
+        self._signer = signer
         self.folder.mkdir(parents=True, exist_ok=True)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="activity-log")
@@ -126,12 +124,13 @@ class ActivityLog:
         """Sign the head of what is stored into the checkpoint file (fsynced); ``final`` when
         nothing more will come."""
         self._last_checkpoint = time.monotonic()
-        if self._key is None or self._cert is None or self._stored == 0:
+        if self._signer is None or self._stored == 0:
             return  # nothing stored yet: no file
         if self._stored == self._checkpointed and not final:
             return
         final = final and not self._sealed and not self._waiting
-        point = checkpoint(self._key, self._cert, self.chain, self._stored, self._stored_hash,
+        point = checkpoint(self._signer.key, load_certificate_pem(self._signer.cert_pem), self.chain, self._stored,
+                           self._stored_hash,
                            int(time.time() * 1_000_000), final)
         path = checkpoint_file(self.folder, self.chain)
         await asyncio.get_running_loop().run_in_executor(None, _append_synced, path, point.line())

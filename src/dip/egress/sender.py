@@ -27,7 +27,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from dip.egress.outcomes import EGRESS, Outcome, classify, names_messages
 from dip.egress.retry import parse_retry_after
 from dip.egress.url_safety import is_public_address
-from dip.signing import MPO, SigningKey, sign_headers
+from dip.signing import MPO, Signer, sign_headers
 
 _ACCEPTED_PREFIXES = ("RCP0000", "MSG0000")
 
@@ -107,11 +107,10 @@ PER_HOST = 16  # concurrent calls to one host
 class WebhookSender:
     """Signs and posts egress bodies with one shared aiohttp session."""
 
-    def __init__(self, key: SigningKey, cert_pem: bytes, timeout: float, public_only: bool,
+    def __init__(self, signer: Signer, timeout: float, public_only: bool,
                  tls: ssl.SSLContext | None = None) -> None:
         self._tls = tls
-        self._key = key
-        self._cert_pem = cert_pem
+        self._signer = signer  # read at each call: a key rotation takes effect at once
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._public_only = public_only
         self._session: aiohttp.ClientSession | None = None
@@ -140,7 +139,7 @@ class WebhookSender:
                 literal = None  # a name: the resolver filters its addresses
             if literal is not None and not is_public_address(str(literal)):
                 return CallResult(None, Outcome.FAILED, error=f"{host} is not a public address")
-        headers = sign_headers(self._key, self._cert_pem, "POST", url, body)
+        headers = sign_headers(self._signer.key, self._signer.cert_pem, "POST", url, body)
         headers["Content-Type"] = "application/json"
         if mpo:
             headers[MPO] = mpo

@@ -22,6 +22,7 @@ from dip.ingress import (
     registry,
     search,
     send,
+    signing_key,
     status_messages,
     submission_limits,
     views,
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(certificates.router)
     app.include_router(submission_limits.router)
+    app.include_router(signing_key.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:

@@ -145,4 +145,4 @@ async def remove_status_messages(recipient_id: str, request: Request) -> Respons
 async def dip_certificate(request: Request) -> Response:
     """The certificate the DIP signs with; while its key is being rotated, the previous ones
     follow it in the same PEM bundle (trust every one of them until the overlap ends)."""
-    return Response(node(request).published_certs_pem, media_type="application/x-pem-file")
+    return Response(await node(request).signing_keys.published(), media_type="application/x-pem-file")

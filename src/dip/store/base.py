@@ -261,6 +261,14 @@ class DirectoryStore(Protocol):
     async def dip_identity(self, key_pem: str, cert_pem: str, now: int) -> tuple[str, str]:
         """The stored signing identity; the given one is stored first if there is none yet."""
 
+    async def rotate_identity(self, old_cert_pem: str, old_fingerprint: str, key_pem: str, cert_pem: str,
+                              retires_at: int, now: int) -> bool:
+        """Sign with a new key from now on; the old certificate stays published until ``retires_at``.
+        False when the stored identity is no longer ``old_cert_pem`` (rotated meanwhile)."""
+
+    async def retired_certificates(self, now: int) -> list[tuple[str, int]]:
+        """(certificate, published until) the DIP signed with before, still in their overlap."""
+
     async def dip_certificates(self) -> list[str]:
         """The DIP's signing certificates (PEM) the store knows, to check what it signed."""
 

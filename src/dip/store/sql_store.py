@@ -21,6 +21,7 @@ from typing import Any
 from dip import ids
 from dip.exceptions import StoreError, UniqueViolation
 from dip.queue import IDLE, UNDELIVERED, DeliveryState, queue_interface
+from dip.signing import fingerprint_of_pem
 from dip.store import partitions, payload_codec
 from dip.store.activity import ActivityCut, ActivityRow, ChainSpan
 from dip.store.archive import (
@@ -354,6 +355,18 @@ class SqlStore:
             row = await tx.fetchrow(self.q.identity)
         assert row is not None
         return str(row[0]), str(row[1])
+
+    async def rotate_identity(self, old_cert_pem: str, old_fingerprint: str, key_pem: str, cert_pem: str,
+                              retires_at: int, now: int) -> bool:
+        async with self._changing_state() as tx:
+            if await tx.execute(self.q.rotate_identity, key_pem, cert_pem, now, old_cert_pem) != 1:
+                return False  # another node rotated it first
+            await tx.write(self.q.retire_signing_cert, old_fingerprint, old_cert_pem, retires_at)
+            await tx.write(self.q.record_signing_certificate, fingerprint_of_pem(cert_pem), cert_pem, now)
+        return True
+
+    async def retired_certificates(self, now: int) -> list[tuple[str, int]]:
+        return [(str(r[0]), int(r[1])) for r in await self.db.fetch(self.q.served_retired_certs, now)]
 
     async def dip_certificates(self) -> list[str]:
         row = await self.db.fetchrow(self.q.identity)

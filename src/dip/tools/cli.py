@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             return ca_init(args)
         if args.command == "keys":
             return keys_cli.command(args)
-        if args.command in ("certificate", "api-key"):
+        if args.command in ("certificate", "api-key", "signing-key"):
             admin_key = _admin_key(args)
             return credentials_cli.command(args, admin_key) if admin_key else 2
         if args.command == "serve":

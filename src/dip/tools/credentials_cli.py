@@ -1,6 +1,7 @@
-"""``dip certificate ...`` and ``dip api-key ...``: a participant's credentials, through a running
-DIP's operator API (docs/security.md "Certificate service", "Lost or compromised credentials").
-Each prints the API's answer as JSON; exit 0 on success, 1 with the API's reason otherwise."""
+"""``dip certificate ...``, ``dip api-key ...`` and ``dip signing-key ...``: participants' credentials
+and the DIP's own key, through a running DIP's operator API (docs/security.md "Certificate
+service", "The DIP's signing key", "Lost or compromised credentials"). Each prints the API's
+answer as JSON; exit 0 on success, 1 with the API's reason otherwise."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def add_parsers(sub: Any) -> None:
         (ksub, "list", "every key the participant was given (never the key itself)"),
         (ksub, "revoke", "revoke one key for good"),
     ]
+    signing = sub.add_parser("signing-key", help="the DIP's own signing key: show it, rotate it (kept in the database)")
+    ssub = signing.add_subparsers(dest="credential_command", required=True)
+    for name, text in (("show", "where the key comes from and the certificates GET /dip/certificate serves"),
+                       ("rotate", "a new key signs from now on; the old certificate stays published --overlap-days")):
+        p = ssub.add_parser(name, help=text)
+        p.add_argument("--url", default="http://127.0.0.1:8080")
+        p.add_argument("--admin-key")
+        p.add_argument("--data-dir", type=Path, default=Path(".dip"))
+        if name == "rotate":
+            p.add_argument("--overlap-days", type=float, default=7)
     for parent, name, text in commands:
         p = parent.add_parser(name, help=text)
         p.add_argument("participant", help="the participant's DIP ID")
@@ -46,6 +57,11 @@ def add_parsers(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, admin_key: str) -> int:
+    if args.command == "signing-key":
+        rotate = args.credential_command == "rotate"
+        return _call(args, admin_key, "POST" if rotate else "GET",
+                     "/admin/signing-key/rotate" if rotate else "/admin/signing-key",
+                     {"overlapDays": args.overlap_days} if rotate else None)
     kind = "certificates" if args.command == "certificate" else "api-keys"
     base = f"/admin/participants/{args.participant}/{kind}"
     body: dict[str, Any] | None = None
@@ -60,6 +76,10 @@ def command(args: argparse.Namespace, admin_key: str) -> int:
                 body["certificatePem"] = args.certificate.read_text()
         if args.csr is not None:
             body["csrPem"] = args.csr.read_text()
+    return _call(args, admin_key, method, path, body)
+
+
+def _call(args: argparse.Namespace, admin_key: str, method: str, path: str, body: dict[str, Any] | None) -> int:
     try:
         bundle = os.environ.get("SSL_CERT_FILE")  # a private CA's bundle, for a DIP on one
         answer = httpx.request(method, args.url.rstrip("/") + path, json=body, headers={"X-API-Key": admin_key},

@@ -718,3 +718,13 @@ SELECT hour, messages, over_soft FROM submission_counts WHERE participant_id = $
 
 -- name: forget_submission_counts
 DELETE FROM submission_counts WHERE hour < $1;
+
+-- name: rotate_identity
+UPDATE dip_identity SET key_pem = $1, cert_pem = $2, created_at = $3 WHERE id = 1 AND cert_pem = $4;
+
+-- name: retire_signing_cert
+INSERT INTO retired_signing_certs (fingerprint, cert_pem, retires_at) VALUES ($1, $2, $3)
+ON CONFLICT (fingerprint) DO UPDATE SET retires_at = excluded.retires_at;
+
+-- name: served_retired_certs
+SELECT cert_pem, retires_at FROM retired_signing_certs WHERE retires_at > $1 ORDER BY retires_at DESC;
