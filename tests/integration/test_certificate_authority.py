@@ -260,7 +260,8 @@ def test_rotating_the_database_held_signing_key_with_an_overlap(dip_factory: Cal
         with DipClient(dip.url, cast["SDS"]) as sds:
             assert sds.send("IF-021", consumption(sds, 1)).status_code == 201
         (call,) = hook.wait_for(lambda calls: len(calls) == 1)
-        assert call.headers[SIGNATURE_CERTIFICATE.lower()] == certificate_header(new["certificatePem"].encode())
+        headers = {k.lower(): v for k, v in call.headers.items()}
+        assert headers[SIGNATURE_CERTIFICATE.lower()] == certificate_header(new["certificatePem"].encode())
         # with no overlap the replaced certificate is no longer published (the first is, for its 7 days)
         again = admin.http.post("/admin/signing-key/rotate", json={"overlapDays": 0}).json()
         served = x509.load_pem_x509_certificates(httpx.get(dip.url + "/dip/certificate").content)
