@@ -47,11 +47,12 @@ class TestCA:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, server: bool = False) -> tuple[bytes, bytes]:
+    def issue(self, common_name: str, server: bool = False, expired: bool = False) -> tuple[bytes, bytes]:
         """(key PEM, certificate PEM) signed by this CA: a server certificate for 127.0.0.1, or a
-        client certificate (which also serves the participant's request signatures)."""
+        client certificate (which also serves the participant's request signatures); ``expired``:
+        one whose validity ended yesterday."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) - (timedelta(days=31) if expired else timedelta(0))
         builder = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                    .issuer_name(self.cert.subject).public_key(key.public_key())

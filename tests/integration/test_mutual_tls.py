@@ -94,6 +94,15 @@ def test_a_certificate_from_another_ca_fails_the_handshake(world: World) -> None
         client.register_webhook(None, HOOK)
 
 
+def test_an_expired_client_certificate_fails_the_handshake(world: World) -> None:
+    mds = world.onboard(MDS, "MDS")
+    key_pem, cert_pem = world.client_ca.issue(MDS, expired=True)  # the right CA, a month too old
+    stale = Identity(MDS, "MDS", mds.api_key, key_pem, cert_pem, world.dip.url)
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.RemoteDisconnected)), \
+            world.client(mds, presenting=stale) as client:
+        client.register_webhook(None, HOOK)
+
+
 def test_a_revoked_client_certificate_is_refused(world: World) -> None:
     mds = world.onboard(MDS, "MDS")
     with world.admin() as admin:

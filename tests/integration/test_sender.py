@@ -10,7 +10,7 @@ import pytest
 
 from dip.egress.outcomes import Outcome
 from dip.egress.sender import WebhookSender, interpret
-from dip.signing import generate_identity, load_private_key_pem, verify_request
+from dip.signing import Signer, generate_identity, load_private_key_pem, verify_request
 from dip.tools.testing import WebhookReceiver
 
 KEY_PEM, CERT_PEM = generate_identity("DIP test")
@@ -20,7 +20,7 @@ BODY = orjson.dumps([{"payload": {"CommonBlock": {"D0": {"transactionID": t}}}} 
 
 def call(hook: WebhookReceiver, timeout: float = 5.0, mpo: str | None = None):  # type: ignore[no-untyped-def]
     async def run():  # type: ignore[no-untyped-def]
-        sender = WebhookSender(load_private_key_pem(KEY_PEM), CERT_PEM, timeout, public_only=False)
+        sender = WebhookSender(Signer(load_private_key_pem(KEY_PEM), CERT_PEM), timeout, public_only=False)
         try:
             return await sender.post(hook.url, BODY, SENT, mpo=mpo)
         finally:
@@ -117,7 +117,7 @@ def test_nobody_listening_is_retryable() -> None:
     with WebhookReceiver() as hook:
         url = hook.url
     async def run():  # type: ignore[no-untyped-def]
-        sender = WebhookSender(load_private_key_pem(KEY_PEM), CERT_PEM, 2, public_only=False)
+        sender = WebhookSender(Signer(load_private_key_pem(KEY_PEM), CERT_PEM), 2, public_only=False)
         try:
             return await sender.post(url, BODY, SENT)
         finally:
@@ -129,7 +129,7 @@ def test_nobody_listening_is_retryable() -> None:
 def test_public_only_sender_refuses_loopback() -> None:
     with WebhookReceiver() as hook:
         async def run():  # type: ignore[no-untyped-def]
-            sender = WebhookSender(load_private_key_pem(KEY_PEM), CERT_PEM, 2, public_only=True)
+            sender = WebhookSender(Signer(load_private_key_pem(KEY_PEM), CERT_PEM), 2, public_only=True)
             try:
                 return await sender.post(hook.url, BODY, SENT)
             finally:
