@@ -27,11 +27,11 @@ from dip.tools.samples import sample_mpans, sample_payloads
 SHAPES = {"large": (50_000, 4, 1), "small": (100, 1_200, 4)}  # messages a call, calls, clients at once
 
 
-def run(store: str, shape: str, log_on: bool, serve_args: list[str] | None = None) -> tuple[float, float]:
+def run(store: str, shape: str, serve_args: list[str]) -> tuple[float, float]:
     """(messages/s, machine CPU µs a message) of one run (``serve_args`` for `dip serve`)."""
     size, calls, clients = SHAPES[shape]
     database_url = asyncio.run(fresh_database("dip_bench_audit")) if store == "postgres" else None
-    with dip_server(database_url, ([] if log_on else ["--no-activity-log"]) + (serve_args or [])) as url:
+    with dip_server(database_url, serve_args) as url:
         sds = admin(url).onboard("1300000099", ["SDS"])
         kinds = min(calls, 8)  # distinct bodies (each with its own references, sent once)
         appoint(url, [sample_mpans(size, seed=b) for b in range(kinds)])
@@ -63,34 +63,38 @@ def run(store: str, shape: str, log_on: bool, serve_args: list[str] | None = Non
     return sent / elapsed, cpu / sent * 1e6
 
 
-def main() -> None:
+def compare(title: str, feature: str, with_it: list[str], without: list[str]) -> None:
+    """Alternating runs with ``with_it`` and ``without`` (serve arguments), per store and shape,
+    printing each run, each round's change and the medians (``feature`` names the difference)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stores", default="postgres,sqlite")
     parser.add_argument("--shapes", default="large,small")
     args = parser.parse_args()
-    print(f"activity-log cost benchmark on {machine()}; {calibration()}")
+    print(f"{title} on {machine()}; {calibration()}")
     for store in args.stores.split(","):
         for shape in args.shapes.split(","):
             size, calls, clients = SHAPES[shape]
             print(f"{store}, {shape} calls ({size} messages a call, {calls} calls, {clients} clients):")
             changes, cpu_changes = [], []
             for r in range(args.rounds):
-                order = (True, False) if r % 2 == 0 else (False, True)  # alternate which goes first
                 got = {}
-                for log_on in order:
-                    got[log_on] = run(store, shape, log_on)
-                    rate, cpu = got[log_on]
-                    print(f"  round {r + 1}, log {'on ' if log_on else 'off'}: {rate:9,.0f} msg/s, "
+                for on in ((True, False) if r % 2 == 0 else (False, True)):  # alternate which goes first
+                    got[on] = run(store, shape, with_it if on else without)
+                    rate, cpu = got[on]
+                    print(f"  round {r + 1}, {feature} {'on ' if on else 'off'}: {rate:9,.0f} msg/s, "
                           f"machine CPU {cpu:6.1f} µs a message")
-                change = (got[True][0] - got[False][0]) / got[False][0] * 100
-                cpu_change = (got[True][1] - got[False][1]) / got[False][1] * 100
-                changes.append(change)
-                cpu_changes.append(cpu_change)
-                print(f"  round {r + 1}: throughput {change:+.1f}%, CPU a message {cpu_change:+.1f}% with the log")
+                changes.append((got[True][0] - got[False][0]) / got[False][0] * 100)
+                cpu_changes.append((got[True][1] - got[False][1]) / got[False][1] * 100)
+                print(f"  round {r + 1}: throughput {changes[-1]:+.1f}%, CPU a message {cpu_changes[-1]:+.1f}% "
+                      f"with {feature}")
             print(f"  {store} {shape}: median throughput change {statistics.median(changes):+.1f}% "
                   f"(worst {min(changes):+.1f}%), CPU a message {statistics.median(cpu_changes):+.1f}% "
                   f"(worst {max(cpu_changes):+.1f}%)")
+
+
+def main() -> None:
+    compare("activity-log cost benchmark", "the log", [], ["--no-activity-log"])
 
 
 if __name__ == "__main__":

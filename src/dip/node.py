@@ -121,7 +121,7 @@ class Node:
         self.activity = (ActivityLog(self.store, _chain_name(), settings.audit_folder,
                                      checkpoint_seconds=settings.audit_checkpoint_seconds)
                          if settings.activity_log else None)
-        self.activity_reader = ActivityReader(self.store, settings.audit_folder)
+        self.activity_reader = ActivityReader(self.store, [settings.audit_folder])
         self.scheduler = Scheduler(self.store, new_owner(), [
             Job("retention", settings.retention_every_seconds, self._purge),
             Job("activity-retention", 3_600.0, self._purge_activity),

@@ -206,6 +206,14 @@ def test_verify_passes_an_intact_log(dip_factory: Callable[..., RunningDip]) -> 
     assert code == 0, out
     assert "intact: 6 entries checked in 1 chains" in out
     assert list((dip.settings.data_dir / "audit").glob("checkpoints-*.jsonl"))
+    # pointed at another directory, the chain is checked by its hashes alone, and verify says so
+    elsewhere = dip.settings.data_dir / "elsewhere"
+    elsewhere.mkdir()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["audit", "verify", "--data-dir", str(dip.settings.data_dir), "--audit-dir", str(elsewhere),
+                         *(["--database-url", dip.settings.database_url] if dip.settings.database_url else [])])
+    assert code == 0 and "1 chains have no checkpoint in this audit directory" in out.getvalue()
 
 
 @pytest.mark.parametrize("tamper", ["change", "delete-middle", "delete-newest", "insert-after", "rewrite-all",

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,10 +92,11 @@ def checkpoint_file(folder: Path, chain: str) -> Path:
     return folder / f"checkpoints-{chain}.jsonl"
 
 
-def read_checkpoints(folder: Path) -> tuple[list[Checkpoint], list[str]]:
-    """Every checkpoint in the folder's files, and the lines that are not checkpoints."""
+def read_checkpoints(folders: Sequence[Path]) -> tuple[list[Checkpoint], list[str]]:
+    """Every checkpoint in the folders' files, and the lines that are not checkpoints."""
     found, bad = [], []
-    for path in sorted(folder.glob("checkpoints-*.jsonl")) if folder.is_dir() else []:
+    paths = sorted(p for folder in folders if folder.is_dir() for p in folder.glob("checkpoints-*.jsonl"))
+    for path in paths:
         for number, line in enumerate(path.read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
@@ -115,6 +116,7 @@ class Report:
     chains: int = 0
     checkpoints: int = 0
     unvouched: int = 0  # entries no checkpoint covers yet (the newest of a running or killed process)
+    without_checkpoints: list[str] = field(default_factory=list)  # chains with no checkpoint in the folder
     broken: str | None = None  # the first broken entry, and how
 
     @property
@@ -140,12 +142,13 @@ async def _rows(store: ActivityStore, chain: str, after: int, page: int = 2_000)
         after = rows[-1].seq
 
 
-async def verify(store: ActivityStore, folder: Path, certificates: Iterable[x509.Certificate]) -> Report:
+async def verify(store: ActivityStore, folders: Sequence[Path], certificates: Iterable[x509.Certificate]) -> Report:
     """Check every chain in the store against its hashes, its cut and the checkpoints in
-    ``folder`` (signed by one of ``certificates``); stop at the first broken entry."""
+    ``folders`` (every node's audit directory; signed by one of ``certificates``); stop at the
+    first broken entry."""
     report = Report()
     by_fingerprint = {fingerprint(c): c for c in certificates}
-    points, unreadable = read_checkpoints(folder)
+    points, unreadable = read_checkpoints(folders)
     if unreadable:
         report.broken = f"checkpoint line {unreadable[0]} is not a checkpoint"
         return report
@@ -167,6 +170,8 @@ async def verify(store: ActivityStore, folder: Path, certificates: Iterable[x509
     chains = sorted(set(spans) | {p.chain for p in points})
     for chain in chains:
         expected = {p.seq: p for p in points if p.chain == chain}
+        if not expected:
+            report.without_checkpoints.append(chain)
         report.broken = await _check_chain(store, chain, cuts.get(chain), expected, report)
         if report.broken is not None:
             return report

@@ -59,9 +59,9 @@ def as_json(row: ActivityRow) -> dict[str, Any]:
 
 
 class ActivityReader:
-    def __init__(self, store: Store, folder: Path) -> None:
+    def __init__(self, store: Store, folders: list[Path]) -> None:
         self.store = store
-        self.folder = folder
+        self.folders = folders  # the audit directories of every node (their checkpoints)
 
     async def page(self, start: int, end: int, cursor: str | None, limit: int) -> tuple[list[ActivityRow], str | None]:
         """Entries with ``start <= at < end`` in time order (then chain, seq), from ``cursor``."""
@@ -75,4 +75,4 @@ class ActivityReader:
         DIP's signing certificates the database recorded)."""
         if certificates is None:
             certificates = [load_certificate_pem(pem) for pem in await self.store.dip_certificates()]
-        return await verify(self.store, self.folder, certificates)
+        return await verify(self.store, self.folders, certificates)

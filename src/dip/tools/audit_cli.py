@@ -27,8 +27,9 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIP_DATA_DIR", ".dip")))
         p.add_argument("--database-url", default=os.environ.get("DIP_DATABASE_URL"),
                        help="postgresql://... (default: SQLite under --data-dir)")
-        p.add_argument("--audit-dir", type=Path, default=os.environ.get("DIP_AUDIT_DIR") or None,
-                       help="where the checkpoints are (default DATA_DIR/audit)")
+        p.add_argument("--audit-dir", type=Path, action="append",
+                       default=[Path(os.environ["DIP_AUDIT_DIR"])] if os.environ.get("DIP_AUDIT_DIR") else None,
+                       help="where checkpoints are (repeatable: every node's audit directory; default DATA_DIR/audit)")
         if name == "verify":
             p.add_argument("--certificate", type=Path, action="append",
                            help="trust only checkpoints signed with this certificate's key (PEM; repeatable); "
@@ -44,7 +45,7 @@ def command(args: argparse.Namespace) -> int:
 
 def _reader(args: argparse.Namespace) -> ActivityReader:
     store = open_store(args.database_url, args.data_dir)
-    return ActivityReader(store, args.audit_dir or args.data_dir / "audit")
+    return ActivityReader(store, list(args.audit_dir or [args.data_dir / "audit"]))
 
 
 async def _verify(args: argparse.Namespace) -> int:
@@ -61,6 +62,9 @@ async def _verify(args: argparse.Namespace) -> int:
         return 1
     print(f"audit log intact: {report.entries} entries checked in {report.chains} chains against "
           f"{report.checkpoints} signed checkpoints")
+    if report.without_checkpoints:
+        print(f"{len(report.without_checkpoints)} chains have no checkpoint in this audit directory (another node's "
+              f"directory?), so only their hashes were checked: {', '.join(report.without_checkpoints[:5])}")
     if report.unvouched:
         print(f"{report.unvouched} of them are newer than their chain's last checkpoint (a process still running, "
               "or one that was killed): their hashes follow, but nothing outside the database vouches for them yet")
