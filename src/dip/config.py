@@ -88,6 +88,8 @@ class Settings:
     delivery_poll_seconds: float = 0.5
     demo: bool = False
     load_default_catalogue: bool = True
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # who may read GET /metrics without an operator key
+    metrics_queue_seconds: float = 15.0  # how often a delivering node reads the queue depths for the gauges
     # the API activity log (dip.audit; docs/security.md "API activity log")
     activity_log: bool = True  # off only to measure what it costs (bench/audit.py)
     audit_dir: Path | None = None  # where the signed checkpoints go (default DATA_DIR/audit): outside the database
@@ -123,11 +125,12 @@ class Settings:
             raise ConfigurationError("--tls-cert and --tls-key go together, and --tls-client-ca needs them")
         if self.client_cert_header is not None and not self.trusted_proxies:
             raise ConfigurationError("--client-cert-header needs --trusted-proxies: the gateway's addresses")
-        try:
-            for network in self.trusted_proxies:
-                ipaddress.ip_network(network)
-        except ValueError as exc:
-            raise ConfigurationError(f"--trusted-proxies: {exc}") from exc
+        for flag, networks in (("--trusted-proxies", self.trusted_proxies), ("--metrics-allow", self.metrics_allow)):
+            try:
+                for network in networks:
+                    ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ConfigurationError(f"{flag}: {exc}") from exc
         if (self.ca_cert is None) != (self.ca_key is None):
             raise ConfigurationError("--ca-cert and --ca-key go together")
         if self.ca_cert is not None and self.environment == "PRD":

@@ -58,6 +58,7 @@ from dip.egress.status import RelayStatusMessages, StatusNotices
 from dip.egress.worker import DeliveryWorker, new_owner
 from dip.exceptions import ConfigurationError
 from dip.jobs import Job, Scheduler
+from dip.metrics import Metrics
 from dip.signing import Signer, SigningKey
 from dip.state import SharedState
 from dip.store import Store, open_store
@@ -97,7 +98,9 @@ class Node:
         self.worker: DeliveryWorker | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
         # the use cases
-        self.accept = AcceptBatch(self.store, self.state, self.checker, self.registry, settings, self.wake_delivery)
+        self.metrics = Metrics()
+        self.accept = AcceptBatch(self.store, self.state, self.checker, self.registry, settings, self.wake_delivery,
+                                  self.metrics)
         self.validate = ValidateBatch(self.state, self.checker, self.registry, settings.environment)
         self.relay_status = RelayStatusMessages(self.store, self.state, settings.dip_id, self.wake_delivery)
         self.participants = Participants(self.store, self.state)
@@ -169,6 +172,13 @@ class Node:
 
         self.store.protect(Keyring(keks), sensitive)
 
+    async def _queue_depths(self) -> list[tuple[str, str, int, float]]:
+        """(recipient, channel, messages waiting, oldest's age in seconds) of every queue (the gauges)."""
+        now = _now()
+        return [(q.recipient_id, q.interface_id, q.pending,
+                 (now - q.head_accepted_at) / 1e6 if q.head_accepted_at is not None else 0.0)
+                for q in await self.views.queues()]
+
     def wake_delivery(self) -> None:
         """Deliveries were committed: this node's worker (if it has one) looks at once."""
         if self.worker is not None:
@@ -190,6 +200,7 @@ class Node:
             self.worker = self._delivery_worker()
             self.worker.start()
             await self.worker.listen()
+            self.metrics.start_queue_gauges(self._queue_depths, self.settings.metrics_queue_seconds)
         self.requeue_appender.start()
         if self.activity is not None:
             assert self.signer is not None
@@ -198,6 +209,7 @@ class Node:
         self.state.start_polling()
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         await self.scheduler.stop()
         await self.requeue_appender.stop()
         if self.worker is not None:
@@ -215,6 +227,7 @@ class Node:
         internal = {"IF-015": ConsumptionReplay(self.store, self.state, s.dip_id, s.environment)}
         assert internal.keys() == ANSWERED_BY_DIP.keys(), "every channel the DIP answers needs its handler"
         ctx = WorkerContext(
+            metrics=self.metrics,
             queues=self.store,
             lookups=self.state,
             sender=WebhookSender(self.signer, s.webhook_timeout_seconds,

@@ -30,6 +30,7 @@ from dip.codes import Code
 from dip.config import Settings
 from dip.directory import Directory
 from dip.exceptions import UniqueViolation
+from dip.metrics import Metrics
 from dip.responses import ResponseItem, item, standard_response
 from dip.store.base import MessageStore
 
@@ -60,7 +61,8 @@ async def registry_view(registry: RegistryCache, channel: Channel, checked: list
 
 class AcceptBatch:
     def __init__(self, store: MessageStore, state: DirectoryView, checker: SchemaChecker, registry: RegistryCache,
-                 settings: Settings, wake: Callable[[], None]) -> None:
+                 settings: Settings, wake: Callable[[], None], metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._store = store
         self._state = state
         self._checker = checker
@@ -110,6 +112,9 @@ class AcceptBatch:
                 t = time.perf_counter()
             store_time += time.perf_counter() - t  # the commit
         except _BatchRejected:
+            if self._metrics is not None:
+                self._metrics.batch(channel.interface_id, 0, [c.code or Code.SCHEMA_FAILURE.value for c in failed],
+                                    time.perf_counter() - started)
             return 400, standard_response([self._schema_item(c, caller, stamp) for c in failed], stamp)
         except UniqueViolation:
             # One of these references is taken: by a message stored before (PostgreSQL writes a
@@ -131,6 +136,10 @@ class AcceptBatch:
             items = [self._verdict_item(v, caller, stamp) for v in verdicts]
             response = standard_response(items, stamp)
         status = 201 if all(v.accepted for v in verdicts) else 207
+        if self._metrics is not None:  # per batch: one counter for the accepted, one per refusal code
+            refused = [v.code.value for v in verdicts if not v.accepted]
+            self._metrics.batch(channel.interface_id, len(verdicts) - len(refused), refused,
+                                time.perf_counter() - started)
         log.debug(
             "%s: %d messages, %d accepted in %.3f s; of which checks %.3f s, store %.3f s, response %.3f s",
             channel.interface_id, len(raws), sum(v.accepted for v in verdicts), time.perf_counter() - started,

@@ -23,6 +23,7 @@ from dip.egress.outcomes import EGRESS, NAMED, Consequence, Notice, Outcome
 from dip.egress.retry import RetryPolicy
 from dip.egress.sender import CallResult
 from dip.egress.status import StatusNotices
+from dip.metrics import Metrics
 from dip.queue import STATUS_QUEUE, DeliveryState
 from dip.store.base import Claim, DeliveryRow, PendingDelivery, QueueStore, Settlement
 from dip.store.message_cache import MessageCache
@@ -72,6 +73,7 @@ class WorkerContext:
     elements: ElementCache | None = None  # copies built for one recipient, kept for the others
     dip_id: str | None = None  # the DIP's own queues ({dip_id}|{interface}) are answered here:
     internal: Mapping[str, InternalHandler] = field(default_factory=dict)  # by interface ID
+    metrics: Metrics | None = None  # counted per call: outcomes, retries, the delivered messages' ages
 
 
 def _micros(seconds: float | None = None) -> int:
@@ -228,8 +230,18 @@ class Dispatcher:
         if not await self.ctx.queues.settle(claim.queue, self.owner, settlements, next_at, retries, rows, _micros(),
                                             since, claim.arrivals if drained else None):
             log.warning("lost the lease on %s before settling; another node will repeat the call", claim.queue)
-        elif rows:
+            return
+        if rows:
             self._wake()
+        metrics = self.ctx.metrics
+        if metrics is not None and (settlements or retries > claim.retries):
+            now = _micros()
+            accepted = {p.id: p.accepted_at for p in read}
+            metrics.settled(claim.interface_id, [st.state.value for st in settlements
+                                                 if st.state != DeliveryState.PENDING],
+                            [(now - accepted[st.id]) / 1e6 for st in settlements
+                             if st.state == DeliveryState.DELIVERED and st.id in accepted],
+                            retry=retries > claim.retries)
 
     # -- bodies --------------------------------------------------------------------------------------
 

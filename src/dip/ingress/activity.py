@@ -1,4 +1,5 @@
-"""Every request into the API activity log (DIP FS 5.8.1; dip.audit): what was asked, by whom
+"""Every request into the API activity log (DIP FS 5.8.1; dip.audit), and counted in the
+node's metrics (``dip_http_requests_total``): what was asked, by whom
 (filled in by the checks that identify the caller), and what was answered, handed to the node's
 log once the answer is sent. Probes (``/healthz``) are not logged: a load balancer asks every few
 seconds, and they carry nothing of anyone's."""
@@ -29,7 +30,7 @@ class ActivityLogging:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         log = self.node.activity
-        if scope["type"] != "http" or log is None or scope["path"] in _NOT_LOGGED:
+        if scope["type"] != "http" or scope["path"] in _NOT_LOGGED:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -53,4 +54,6 @@ class ActivityLogging:
             capture.duration_ms = (time.perf_counter() - started) * 1000
             if not capture.status:
                 capture.status = 500  # no answer was sent (the server answers 500 or drops it)
-            log.record(capture)
+            self.node.metrics.http_requests.labels(capture.method, str(capture.status)).inc()
+            if log is not None:
+                log.record(capture)

@@ -17,6 +17,7 @@ from dip.ingress import (
     audit,
     certificates,
     errors,
+    metrics,
     pubconfig,
     redrive,
     registry,
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(certificates.router)
     app.include_router(submission_limits.router)
     app.include_router(signing_key.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> dict[str, str]:

@@ -78,6 +78,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--metrics-allow", default=os.environ.get("DIP_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
+                   help="comma-separated addresses or CIDRs that may read GET /metrics without an operator key")
     p.add_argument("--large-portfolio-mpans", type=int, default=Settings.large_portfolio_mpans,
                    help="IF-021 soft limits (E2E 6.1) are reported for data services with portfolios this large")
     p.add_argument("--status-rate-limit", type=float, default=Settings.status_rate_limit,
@@ -155,6 +157,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_messages_per_second=args.rate_limit_messages_per_second,
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
         status_rate_limit=args.status_rate_limit, large_portfolio_mpans=args.large_portfolio_mpans,
+        metrics_allow=tuple(p.strip() for p in args.metrics_allow.split(",") if p.strip()),
         retention_every_seconds=args.retention_every_seconds,
         kek_file=args.kek_file, previous_kek_files=tuple(args.previous_kek_file),
         signing_key=args.signing_key, signing_cert=args.signing_cert, ca_cert=args.ca_cert, ca_key=args.ca_key,
