@@ -89,6 +89,7 @@ class Settings:
     demo: bool = False
     load_default_catalogue: bool = True
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # who may read GET /metrics without an operator key
+    metrics_port: int | None = None  # /metrics, /healthz, /readyz on a port of their own (always for --no-api)
     metrics_queue_seconds: float = 15.0  # how often a delivering node reads the queue depths for the gauges
     # the API activity log (dip.audit; docs/security.md "API activity log")
     activity_log: bool = True  # off only to measure what it costs (bench/audit.py)

@@ -172,6 +172,19 @@ class Node:
 
         self.store.protect(Keyring(keks), sensitive)
 
+    async def readiness(self) -> list[str]:
+        """Why this node cannot serve (none: ready): its database must answer within 2 s, and its
+        delivery loop, where it runs one, be running."""
+        problems = []
+        try:
+            async with asyncio.timeout(2):
+                await self.store.state_version()
+        except Exception as exc:  # any failure to answer is "not ready", with its reason
+            problems.append(f"the database does not answer: {type(exc).__name__}: {exc}"[:300])
+        if self.settings.deliver and (self.worker is None or not self.worker.running):
+            problems.append("the delivery loop is not running")
+        return problems
+
     async def _queue_depths(self) -> list[tuple[str, str, int, float]]:
         """(recipient, channel, messages waiting, oldest's age in seconds) of every queue (the gauges)."""
         now = _now()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import http.client
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 
 from dip.config import Settings
@@ -434,7 +436,11 @@ def test_an_api_node_accepts_and_a_delivery_node_without_api_delivers(shared_dat
             calls = wait_received(hooks[recipient], waiting + later, timeout=2)
             assert transactions_in(calls) == waiting + later  # in order, each once
         wait_delivered(shared_database, waiting + later, timeout=10)
-        assert "http://" not in worker.output()  # it listens on no port
+        # no API port; its metrics and probes on a port of its own, named in its ready line
+        found = re.search(r"metrics and probes on (http://[\d.]+:\d+)", worker.output())
+        assert found is not None, worker.output()
+        assert httpx.get(found.group(1) + "/readyz").json()["status"] == "ready"
+        assert httpx.get(found.group(1) + "/dip/certificate").status_code == 404  # not the API
 
         worker.stop()
         assert worker.proc.returncode == 0, worker.output()

@@ -58,6 +58,11 @@ class DeliveryWorker:
 
     # -- life cycle --------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether the claim loop is alive (readiness)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="dip-delivery")
 

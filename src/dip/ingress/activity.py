@@ -1,8 +1,8 @@
 """Every request into the API activity log (DIP FS 5.8.1; dip.audit), and counted in the
 node's metrics (``dip_http_requests_total``): what was asked, by whom
 (filled in by the checks that identify the caller), and what was answered, handed to the node's
-log once the answer is sent. Probes (``/healthz``) are not logged: a load balancer asks every few
-seconds, and they carry nothing of anyone's."""
+log once the answer is sent. Probes (``/healthz``, ``/readyz``) are not logged: a load balancer
+asks every few seconds, and they carry nothing of anyone's."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dip.ingress.paths import REQUEST_ID
 from dip.node import Node
 
 ACTIVITY = "dip.activity"  # scope key: this request's Capture
-_NOT_LOGGED = frozenset({"/healthz"})
+_NOT_LOGGED = frozenset({"/healthz", "/readyz"})
 
 
 def capture_of(scope: Scope) -> Capture | None:

@@ -18,6 +18,7 @@ from dip.ingress import (
     certificates,
     errors,
     metrics,
+    probes,
     pubconfig,
     redrive,
     registry,
@@ -32,6 +33,7 @@ from dip.ingress.activity import ActivityLogging
 from dip.ingress.bodies import OperatorBodyLimit
 from dip.ingress.gateway import ForwardedClientCert
 from dip.ingress.openapi_docs import complete_responses
+from dip.ingress.ops_server import OpsServer
 from dip.ingress.paths import CaseInsensitivePaths, RequestIds
 from dip.node import Node
 
@@ -57,11 +59,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.start()
         app.state.node = node
+        ops = OpsServer(node, settings.host, settings.metrics_port) if settings.metrics_port is not None else None
+        if ops is not None:
+            await ops.start()
         if on_started is not None:
             await on_started(node)
         try:
             yield
         finally:
+            if ops is not None:
+                await ops.stop()
             await node.stop()
 
     app = FastAPI(
@@ -86,10 +93,7 @@ def create_app(
     app.include_router(submission_limits.router)
     app.include_router(signing_key.router)
     app.include_router(metrics.router)
-
-    @app.get("/healthz", tags=["Operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "environment": settings.environment}
+    app.include_router(probes.router)
 
     errors.install(app, settings.dip_id)
 

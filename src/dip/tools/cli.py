@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dip import __version__
 from dip.config import Settings
 from dip.exceptions import DipError
 from dip.tools import audit_cli, credentials_cli, keys_cli
@@ -78,6 +79,10 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--metrics-port", type=int, default=int(os.environ["DIP_METRICS_PORT"])
+                   if os.environ.get("DIP_METRICS_PORT") else None,
+                   help="serve /metrics, /healthz and /readyz on this port too (a --no-api node always does: on "
+                        "this port, else on one the system chooses, printed in its ready line)")
     p.add_argument("--metrics-allow", default=os.environ.get("DIP_METRICS_ALLOW", "127.0.0.0/8,::1/128"),
                    help="comma-separated addresses or CIDRs that may read GET /metrics without an operator key")
     p.add_argument("--large-portfolio-mpans", type=int, default=Settings.large_portfolio_mpans,
@@ -158,6 +163,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
         status_rate_limit=args.status_rate_limit, large_portfolio_mpans=args.large_portfolio_mpans,
         metrics_allow=tuple(p.strip() for p in args.metrics_allow.split(",") if p.strip()),
+        metrics_port=args.metrics_port,
         retention_every_seconds=args.retention_every_seconds,
         kek_file=args.kek_file, previous_kek_files=tuple(args.previous_kek_file),
         signing_key=args.signing_key, signing_cert=args.signing_cert, ca_cert=args.ca_cert, ca_key=args.ca_key,
@@ -226,6 +232,7 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
     import dataclasses
     import signal
 
+    from dip.ingress.ops_server import OpsServer
     from dip.node import Node
 
     if not settings.deliver:
@@ -237,14 +244,18 @@ def _delivery_node(settings: Settings, log_level: str) -> int:
     async def run() -> None:
         dip = Node(settings)
         await dip.start()
+        ops = OpsServer(dip, settings.host, settings.metrics_port or 0)  # without a port: one the system chooses
+        await ops.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"DIP delivery node ready (worker {dip.worker.owner if dip.worker else '-'})", flush=True)
+        print(f"DIP delivery node ready (worker {dip.worker.owner if dip.worker else '-'}; metrics and probes on "
+              f"http://{settings.host}:{ops.port})", flush=True)
         try:
             await stop.wait()
         finally:
+            await ops.stop()
             await dip.stop()
 
     if sys.platform != "win32":
@@ -415,6 +426,7 @@ def ca_init(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dip", description="Data Integration Platform for GB MHHS")
+    parser.add_argument("--version", action="version", version=f"dip {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
 
