@@ -85,6 +85,7 @@ class Settings:
     delivery_max_batch: int = 5_000  # messages per webhook call at most, whatever maxMessageCount allows
     delivery_cache_mb: int = 64  # stored messages (and half as much again of built copies) kept for other recipients
     deliver: bool = True  # run the delivery worker in this process
+    shutdown_grace_seconds: float = 10.0  # on stopping, calls in flight may finish; then queues are handed back
     delivery_poll_seconds: float = 0.5
     demo: bool = False
     load_default_catalogue: bool = True
@@ -172,6 +173,8 @@ class Settings:
             raise ConfigurationError("--delivery-cache-mb must be between 0 (no cache) and 65,536")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ConfigurationError("--retry-max-seconds must be at least --retry-initial-seconds")
+        if not (math.isfinite(self.shutdown_grace_seconds) and self.shutdown_grace_seconds >= 0):
+            raise ConfigurationError("--shutdown-grace-seconds must be 0 or more")
         if not (self.audit_checkpoint_seconds > 0 and self.audit_retention_days > 0
                 and math.isfinite(self.audit_checkpoint_seconds) and math.isfinite(self.audit_retention_days)):
             raise ConfigurationError("--audit-checkpoint-seconds and --audit-retention-days must be positive")

@@ -57,6 +57,10 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        try:  # a job cut short is handed back, not left leased until its lease lapses
+            await self.store.release_jobs(self.owner)
+        except Exception:  # stopping goes on: the lease lapses instead
+            log.exception("could not hand back this node's jobs")
 
     async def _loop(self) -> None:
         while True:

@@ -226,7 +226,7 @@ class Node:
         await self.scheduler.stop()
         await self.requeue_appender.stop()
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.stop(self.settings.shutdown_grace_seconds)
         await self.state.stop_polling()
         if self.activity is not None:
             await self.activity.stop()

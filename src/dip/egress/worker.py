@@ -71,13 +71,24 @@ class DeliveryWorker:
         if await self.ctx.queues.listen_deliveries(self.wake):
             log.info("delivery worker %s listens for new deliveries", self.owner)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Take no more work; let the calls in flight finish for ``grace`` seconds, cut the rest
+        short; then hand back every queue this node holds, so another node takes them at once
+        instead of when the leases lapse (a call cut short is made again there: at least once)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task})  # (a cancellation of the caller itself still propagates)
+        if self._running and grace > 0:
+            await asyncio.wait(set(self._running), timeout=grace)
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+        try:
+            released = await self.ctx.queues.release_leases(self.owner)
+            if released:
+                log.info("handed back %d queue(s) on stopping", released)
+        except Exception:  # stopping goes on: the leases lapse instead
+            log.exception("could not hand back this node's queues")
         await self.ctx.sender.close()
 
     def wake(self) -> None:

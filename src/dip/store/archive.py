@@ -239,3 +239,6 @@ class JobStore(Protocol):
         """The job runs at the next poll of any node (False: no such job)."""
 
     async def job_states(self) -> list[JobState]: ...
+
+    async def release_jobs(self, owner: str) -> int:
+        """Hand back the jobs ``owner`` runs (a stopping node): another node may run them when due."""

@@ -365,6 +365,9 @@ class QueueStore(Protocol):
         Changes nothing and returns False when ``owner`` no longer holds the queue's lease.
         """
 
+    async def release_leases(self, owner: str) -> int:
+        """Hand back every queue ``owner`` holds (a stopping node): other nodes may take them at once."""
+
 
 class ReportStore(Protocol):
     """What became of messages: the operator's views and the status-message checks."""

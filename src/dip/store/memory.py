@@ -120,6 +120,12 @@ class InMemoryQueues:
                 *(m if m is not None else (None, None, None, None, None, None, None)), None)))
         return out
 
+    async def release_leases(self, owner: str) -> int:
+        held = [q for q in self.queues.values() if q.lease_owner == owner]
+        for q in held:
+            q.lease_owner, q.lease_until = None, None
+        return len(held)
+
     async def settle(self, queue: str, owner: str, settlements: list[Settlement], next_attempt_at: int,
                      retries: int, relay: list[DeliveryRow], now: int, since: int | None = None,
                      drained: int | None = None) -> bool:

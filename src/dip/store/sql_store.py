@@ -489,6 +489,17 @@ class SqlStore:
                 await self._enqueue(tx, fresh, now)
         return len(fresh)
 
+    async def release_leases(self, owner: str) -> int:
+        async with self.db.transaction() as tx:
+            released = await tx.execute(self.q.release_leases, owner)
+            if released:
+                await tx.notify(DELIVERIES)  # the other nodes look at once
+        return released
+
+    async def release_jobs(self, owner: str) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(self.q.release_jobs, owner)
+
     async def listen_deliveries(self, wake: Callable[[], None]) -> bool:
         return await self.db.listen(DELIVERIES, wake)
 

@@ -79,6 +79,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-burst", type=int, default=Settings.rate_limit_burst)
     p.add_argument("--archive-rate-limit", type=float, default=Settings.archive_rate_limit,
                    help="replay, requeue and search requests per second per participant (0 = no limit)")
+    p.add_argument("--shutdown-grace-seconds", type=float, default=Settings.shutdown_grace_seconds,
+                   help="on SIGTERM, how long webhook calls in flight may finish before the node hands its queues "
+                        "back and exits")
     p.add_argument("--metrics-port", type=int, default=int(os.environ["DIP_METRICS_PORT"])
                    if os.environ.get("DIP_METRICS_PORT") else None,
                    help="serve /metrics, /healthz and /readyz on this port too (a --no-api node always does: on "
@@ -163,7 +166,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_burst=args.rate_limit_burst, archive_rate_limit=args.archive_rate_limit,
         status_rate_limit=args.status_rate_limit, large_portfolio_mpans=args.large_portfolio_mpans,
         metrics_allow=tuple(p.strip() for p in args.metrics_allow.split(",") if p.strip()),
-        metrics_port=args.metrics_port,
+        metrics_port=args.metrics_port, shutdown_grace_seconds=args.shutdown_grace_seconds,
         retention_every_seconds=args.retention_every_seconds,
         kek_file=args.kek_file, previous_kek_files=tuple(args.previous_kek_file),
         signing_key=args.signing_key, signing_cert=args.signing_cert, ca_cert=args.ca_cert, ca_key=args.ca_key,

@@ -728,3 +728,13 @@ ON CONFLICT (fingerprint) DO UPDATE SET retires_at = excluded.retires_at;
 
 -- name: served_retired_certs
 SELECT cert_pem, retires_at FROM retired_signing_certs WHERE retires_at > $1 ORDER BY retires_at DESC;
+
+-- ---------------------------------------------------------------------------------------
+-- Shutdown: what a stopping node holds is handed back at once (another node need not wait for
+-- the lease to lapse)
+
+-- name: release_leases
+UPDATE queues SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1;
+
+-- name: release_jobs
+UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1;
