@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from dip.exceptions import StoreError
 from dip.store.connector import Database
 from dip.store.queries import Queries
 
@@ -33,6 +34,18 @@ def migrations(dialect: str = "postgres") -> list[tuple[int, str]]:
     return sorted(found)
 
 
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer DIP than this one."""
+
+
+async def status(db: Database, q: Queries) -> tuple[list[int], list[int]]:
+    """(applied, pending) migration versions, changing nothing."""
+    async with db.transaction() as tx:
+        await tx.write(q.create_schema_migrations)
+        done = sorted(int(r[0]) for r in await tx.fetch(q.applied_migrations))
+    return done, [v for v, _ in migrations(db.dialect) if v not in done]
+
+
 async def migrate(db: Database, q: Queries) -> list[int]:
     """Bring the schema up to date; the versions applied now."""
     applied: list[int] = []
@@ -40,7 +53,14 @@ async def migrate(db: Database, q: Queries) -> list[int]:
         async with db.transaction() as tx:
             await tx.write(q.create_schema_migrations)
             done = {int(r[0]) for r in await tx.fetch(q.applied_migrations)}
-        for version, sql in migrations(db.dialect):
+        known = migrations(db.dialect)
+        newest = max(v for v, _ in known)
+        if done and max(done) > newest:
+            # a newer DIP migrated this database (a rolling upgrade half done, or a rollback): this
+            # code would write rows the schema no longer means
+            raise SchemaTooNew(f"the database's schema is at version {max(done)}, newer than this DIP knows "
+                               f"({newest}): run the newer DIP, or restore the database from before its upgrade")
+        for version, sql in known:
             if version in done:
                 continue
             async with db.transaction() as tx:

@@ -13,7 +13,7 @@ from typing import Any
 from dip import __version__
 from dip.config import Settings
 from dip.exceptions import DipError
-from dip.tools import audit_cli, credentials_cli, keys_cli
+from dip.tools import audit_cli, credentials_cli, keys_cli, migrate_cli
 
 
 def _serve_parser(sub: Any) -> None:
@@ -506,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_cli.add_parser(sub)
     credentials_cli.add_parsers(sub)
     keys_cli.add_parsers(sub)
+    migrate_cli.add_parser(sub)
     ca = sub.add_parser("ca", help="the DIP as certificate authority outside production")
     casub = ca.add_subparsers(dest="ca_command", required=True)
     init = casub.add_parser("init", help="make a CA key and certificate for one environment (not PRD)")
@@ -519,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             return audit_cli.command(args)
         if args.command == "ca":
             return ca_init(args)
+        if args.command == "migrate":
+            return migrate_cli.command(args)
         if args.command == "keys":
             return keys_cli.command(args)
         if args.command in ("certificate", "api-key", "signing-key"):
